@@ -1,0 +1,381 @@
+"""Reconcile what slskd shows against what the agent tracks: the pure heart of trayagent.
+
+No I/O and no clock of its own: a poll's transfers and "now" go in, events and the rows
+that changed come out. The agent persists those rows and the events in one transaction
+before anyone hears of them, so each download that ends is reported exactly once.
+
+Rules (see the tracking-engine issue):
+1. States are flag sets; only ``Completed, Succeeded`` is success (``model.classify``).
+2. Match by id first, then by (username, filename) against downloads not yet finished,
+   one transfer to one download; earlier ids of a download are remembered as aliases
+   and their stale records ignored. A file re-queued after a reported end is new.
+3. A download missing from ``grace_polls`` consecutive successful polls fails as
+   ``missing``. Only successful polls are reconciled, so failed ones count for nothing.
+4. A retryable failure is reported once it has held ``failure_settle`` seconds;
+   rejections and cancellations at once.
+5. ``Application shut down`` (slskd restarting) is not a failure unless nothing returns
+   within ``restart_window``.
+6. On the very first start, transfers that had already ended are recorded silently.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Mapping, Sequence
+
+from trayagent.model import (
+    OUTCOME_EVENT,
+    Event,
+    EventType,
+    Finished,
+    Kind,
+    Progress,
+    Transfer,
+    classify,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    grace_polls: int = 3
+    failure_settle: float = 60.0
+    restart_window: float = 300.0
+
+
+@dataclass(slots=True)
+class Tracked:
+    """A download the agent follows until its end is recorded.
+
+    ``key`` is the first transfer id ever seen for it and never changes; ``transfer_id``
+    is its current slskd id (slskd mints new ids on re-request and after a restart).
+    """
+
+    key: str
+    transfer_id: str
+    username: str
+    filename: str
+    size: int
+    state: str
+    first_seen: datetime
+    bytes_transferred: int = 0
+    aliases: set[str] = field(default_factory=set)
+    started: bool = False
+    missing_polls: int = 0
+    failing_since: datetime | None = None
+    restart_since: datetime | None = None
+    error: str | None = None
+    last: Transfer | None = None  # the latest record seen; not persisted
+
+    def persistent(self) -> tuple:
+        """The fields whose change must reach the store (progress bytes are cosmetic)."""
+        return (
+            self.transfer_id, frozenset(self.aliases), self.state, self.size, self.started,
+            self.missing_polls, self.failing_since, self.restart_since, self.error,
+        )
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one reconcile changed: to be committed atomically, then the events delivered."""
+
+    events: list[Event] = field(default_factory=list)
+    upserts: dict[str, Tracked] = field(default_factory=dict)
+    deletes: set[str] = field(default_factory=set)
+    finished: list[Finished] = field(default_factory=list)
+    ended: dict[str, Kind] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)  # ended ids slskd no longer lists
+    initialized: bool = False  # this poll was the agent's very first baseline
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.events or self.upserts or self.deletes or self.finished or self.ended
+            or self.forgotten or self.initialized
+        )
+
+
+class Tracker:
+    """Active and finished queues, with every transition made in one place."""
+
+    #: Ended ids absent from slskd's list are forgotten after two sweeps this many polls apart.
+    FORGET_EVERY = 200
+
+    def __init__(
+        self,
+        rules: Rules = Rules(),
+        tracked: Iterable[Tracked] = (),
+        ended: Mapping[str, Kind] | None = None,
+        initialized: bool = False,
+        recent: Iterable[Finished] = (),
+        recent_limit: int = 100,
+    ) -> None:
+        self.rules = rules
+        self.initialized = initialized
+        self._tracked: dict[str, Tracked] = {}
+        self._by_id: dict[str, str] = {}
+        self._by_name: dict[tuple[str, str], list[str]] = {}
+        for d in tracked:
+            self._index(d)
+        self._ended: dict[str, Kind] = dict(ended or {})
+        self._recent: deque[Finished] = deque(recent, maxlen=recent_limit)
+        self._polls = 0
+        self._absent_once: set[str] = set()
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def active(self) -> list[Tracked]:
+        return list(self._tracked.values())
+
+    @property
+    def recent(self) -> list[Finished]:
+        return list(self._recent)
+
+    def is_recorded(self, transfer_id: str) -> bool:
+        """Whether this id's end is recorded (and reported, unless it predates the agent)."""
+        return transfer_id in self._ended
+
+    def recorded_outcome(self, transfer_id: str) -> Kind | None:
+        return self._ended.get(transfer_id)
+
+    def pending_end(self) -> bool:
+        """Whether a tracked download shows an end that is not yet recorded (settling)."""
+        return any(d.failing_since or d.restart_since for d in self._tracked.values())
+
+    def progress(self) -> Progress:
+        p = Progress()
+        for d in self._tracked.values():
+            t = d.last
+            kind = t.status.kind if t is not None else None
+            if kind is Kind.IN_PROGRESS:
+                p.downloading += 1
+                p.bytes_total += d.size
+                p.bytes_done += min(d.bytes_transferred, d.size)
+                p.speed += t.average_speed if t is not None else 0.0
+            elif kind is Kind.QUEUED or (kind is None and not d.failing_since):
+                p.queued += 1
+        return p
+
+    # --------------------------------------------------------------- reconcile
+
+    def reconcile(self, transfers: Sequence[Transfer], now: datetime) -> Changes:
+        """Fold one successful poll into the queues. Never call it for a failed poll."""
+        ch = Changes()
+        matched: dict[str, Transfer] = {}
+        unmatched: list[Transfer] = []
+        ended = self._ended
+        by_id = self._by_id
+
+        for t in transfers:
+            tid = t.id
+            if tid in ended:
+                continue
+            key = by_id.get(tid)
+            if key is None:
+                unmatched.append(t)
+            elif self._tracked[key].transfer_id == tid:
+                matched[key] = t
+            # else: an alias, a superseded record of a tracked download: ignored
+
+        if unmatched:
+            # Live records first, newest first: they are the likely re-enqueues.
+            unmatched.sort(key=lambda t: t.requested_at_raw or "", reverse=True)
+            unmatched.sort(key=lambda t: t.status.terminal)
+            for t in unmatched:
+                key = self._match_by_name(t, matched)
+                if key is None:
+                    key = self._begin(t, now, ch)
+                    if key is None:
+                        continue
+                else:
+                    self._switch_id(self._tracked[key], t.id)
+                matched[key] = t
+
+        for key, t in matched.items():
+            d = self._tracked[key]
+            before = d.persistent()
+            self._observe(d, t, now, ch)
+            if key in self._tracked and d.persistent() != before:
+                ch.upserts[key] = d
+
+        for key in [k for k in self._tracked if k not in matched]:
+            d = self._tracked[key]
+            before = d.persistent()
+            self._absent(d, now, ch)
+            if key in self._tracked and d.persistent() != before:
+                ch.upserts[key] = d
+
+        if not self.initialized:
+            self.initialized = True
+            ch.initialized = True
+
+        self._polls += 1
+        if self._polls % self.FORGET_EVERY == 0:
+            self._forget_absent(transfers, ch)
+        return ch
+
+    # ---------------------------------------------------------------- matching
+
+    def _match_by_name(self, t: Transfer, matched: Mapping[str, Transfer]) -> str | None:
+        keys = self._by_name.get((t.username, t.filename))
+        if not keys:
+            return None
+        live = not t.status.terminal
+        for key in keys:
+            current = matched.get(key)
+            if current is None:
+                return key
+            # Its current record is here too: a live new record supersedes an ended one.
+            if live and current.status.terminal:
+                return key
+        return None
+
+    def _switch_id(self, d: Tracked, new_id: str) -> None:
+        d.aliases.add(d.transfer_id)
+        d.transfer_id = new_id
+        self._by_id[new_id] = d.key
+
+    def _begin(self, t: Transfer, now: datetime, ch: Changes) -> str | None:
+        """A transfer nobody tracks: a new download, or on the first start, old history."""
+        status = t.status
+        if not self.initialized and status.terminal:
+            self._ended[t.id] = status.kind
+            ch.ended[t.id] = status.kind
+            return None
+        d = Tracked(
+            key=t.id, transfer_id=t.id, username=t.username, filename=t.filename,
+            size=t.size, state=t.state, first_seen=now, bytes_transferred=t.bytes_transferred,
+        )
+        self._index(d)
+        ch.upserts[d.key] = d
+        ch.events.append(self._event(EventType.ADDED, d, t, now))
+        return d.key
+
+    def _index(self, d: Tracked) -> None:
+        self._tracked[d.key] = d
+        self._by_id[d.transfer_id] = d.key
+        for alias in d.aliases:
+            self._by_id[alias] = d.key
+        self._by_name.setdefault((d.username, d.filename), []).append(d.key)
+
+    def _unindex(self, d: Tracked) -> None:
+        del self._tracked[d.key]
+        for tid in (d.transfer_id, *d.aliases):
+            if self._by_id.get(tid) == d.key:
+                del self._by_id[tid]
+        name = (d.username, d.filename)
+        keys = self._by_name.get(name, [])
+        if d.key in keys:
+            keys.remove(d.key)
+        if not keys:
+            self._by_name.pop(name, None)
+
+    # -------------------------------------------------------------- transitions
+
+    def _observe(self, d: Tracked, t: Transfer, now: datetime, ch: Changes) -> None:
+        d.last = t
+        d.state = t.state
+        d.missing_polls = 0
+        if t.size:
+            d.size = t.size
+        d.bytes_transferred = t.bytes_transferred
+        status = t.status
+        kind = status.kind
+
+        if kind is Kind.QUEUED or kind is Kind.IN_PROGRESS:
+            d.failing_since = d.restart_since = d.error = None
+            if kind is Kind.IN_PROGRESS and not d.started:
+                d.started = True
+                ch.events.append(self._event(EventType.STARTED, d, t, now))
+            return
+        if kind is not Kind.FAILED:
+            self._finish(d, t, kind, None, now, ch)
+            return
+
+        d.error = t.exception
+        if t.is_shutdown_casualty:
+            # slskd restarted under it; it returns under a new id after slskd logs in.
+            d.failing_since = None
+            if d.restart_since is None:
+                d.restart_since = now
+            if _elapsed(d.restart_since, now) >= self.rules.restart_window:
+                self._finish(d, t, kind, status.reason, now, ch)
+            return
+        d.restart_since = None
+        if not status.retryable:
+            self._finish(d, t, kind, status.reason, now, ch)
+            return
+        if d.failing_since is None:
+            d.failing_since = now
+        if _elapsed(d.failing_since, now) >= self.rules.failure_settle:
+            self._finish(d, t, kind, status.reason, now, ch)
+
+    def _absent(self, d: Tracked, now: datetime, ch: Changes) -> None:
+        if d.restart_since is not None:
+            # Gone after slskd's restart: waiting for it to come back under a new id.
+            if _elapsed(d.restart_since, now) >= self.rules.restart_window:
+                self._finish(d, None, Kind.FAILED, _last_reason(d) or "errored", now, ch)
+            return
+        d.missing_polls += 1
+        if d.missing_polls >= self.rules.grace_polls:
+            reason = _last_reason(d) if d.failing_since is not None else None
+            self._finish(d, None, Kind.FAILED, reason or "missing", now, ch)
+
+    def _finish(
+        self, d: Tracked, t: Transfer | None, kind: Kind, reason: str | None,
+        now: datetime, ch: Changes,
+    ) -> None:
+        self._unindex(d)
+        ch.upserts.pop(d.key, None)
+        ch.deletes.add(d.key)
+        for tid in (d.transfer_id, *d.aliases):
+            self._ended[tid] = kind
+            ch.ended[tid] = kind
+        done = Finished(
+            transfer_id=d.transfer_id, username=d.username, filename=d.filename, size=d.size,
+            outcome=kind, reason=reason, state=t.state if t is not None else d.state,
+            error=(t.exception if t is not None else None) or d.error,
+            first_seen=d.first_seen, finished_at=now,
+        )
+        self._recent.appendleft(done)
+        ch.finished.append(done)
+        ch.events.append(self._event(OUTCOME_EVENT[kind], d, t, now, reason=reason))
+
+    def _forget_absent(self, transfers: Sequence[Transfer], ch: Changes) -> None:
+        """Drop ended ids slskd stopped listing (cleanup, retention) two sweeps in a row.
+
+        Keeps the ended set from growing with history that slskd itself has let go of.
+        """
+        present = {t.id for t in transfers}
+        absent = {tid for tid in self._ended if tid not in present}
+        gone = absent & self._absent_once
+        self._absent_once = absent - gone
+        for tid in gone:
+            del self._ended[tid]
+        ch.forgotten |= gone
+
+    @staticmethod
+    def _event(
+        kind: EventType, d: Tracked, t: Transfer | None, now: datetime, reason: str | None = None
+    ) -> Event:
+        return Event(
+            event=kind, at=now, id=t.id if t is not None else d.transfer_id,
+            username=d.username, filename=d.filename,
+            state=t.state if t is not None else d.state, size=d.size,
+            bytes_transferred=t.bytes_transferred if t is not None else d.bytes_transferred,
+            reason=reason if kind is EventType.FAILED else None,
+            error=((t.exception if t is not None else None) or d.error)
+            if kind in (EventType.FAILED, EventType.CANCELLED) else None,
+        )
+
+
+def _elapsed(since: datetime, now: datetime) -> float:
+    return (now - since).total_seconds()
+
+
+def _last_reason(d: Tracked) -> str | None:
+    status = classify(d.state)
+    return status.reason if status.kind is Kind.FAILED else None
+
