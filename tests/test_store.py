@@ -1,0 +1,127 @@
+"""The store keeps what the tracker decided, atomically, and nothing more."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from trayagent.model import Kind, Transfer
+from trayagent.store import Store, StoreError
+from trayagent.tracker import Changes, Rules
+
+T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+RULES = Rules(grace_polls=2, failure_settle=10, restart_window=30)
+
+
+def tr(tid: str, state: str, name: str = "f", **kw) -> Transfer:
+    return Transfer(id=tid, username="u", filename=name, state=state, size=10, **kw)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def test_state_file_is_private(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state" / "s.sqlite3")
+    assert os.stat(tmp_path / "state" / "s.sqlite3").st_mode & 0o777 == 0o600
+    assert os.stat(tmp_path / "state").st_mode & 0o777 == 0o700
+    store.close()
+
+
+def test_round_trip_through_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    tracker = store.load_tracker(RULES)
+    assert not tracker.initialized
+    ch = tracker.reconcile([tr("old", "Completed, Succeeded", "o"), tr("a", "InProgress", "x"),
+                            tr("b", "Queued, Remotely", "y")], at(0))
+    events = store.commit(ch)
+    assert [e.event.value for e in events if e.id == "a"] == ["added", "started"]
+    assert [e.event.value for e in events if e.id == "b"] == ["added"]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    store.ack(events)
+    ch = tracker.reconcile([tr("a", "Completed, Errored", "x"), tr("b", "Queued, Remotely", "y")], at(1))
+    store.ack(store.commit(ch))
+    store.close()
+
+    store = Store(path)
+    again = store.load_tracker(RULES)
+    assert again.initialized and again.is_recorded("old")
+    failing = {d.key: d for d in again.active}
+    assert failing["a"].failing_since == at(1) and failing["b"].state == "Queued, Remotely"
+    ch = again.reconcile([tr("a", "Completed, Errored", "x"), tr("b", "Queued, Remotely", "y")], at(11))
+    events = store.commit(ch)
+    assert [(e.event.value, e.id, e.reason) for e in events] == [("failed", "a", "errored")]
+    assert store.recent(5)[0].transfer_id == "a" and store.recent(5)[0].outcome is Kind.FAILED
+    store.close()
+
+
+def test_undelivered_events_survive_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    tracker = store.load_tracker(RULES)
+    tracker.initialized = True
+    tracker.reconcile([tr("a", "InProgress")], at(0))
+    events = store.commit(tracker.reconcile([tr("a", "Completed, Succeeded")], at(1)))
+    store.close()  # "crash" before ack
+
+    store = Store(path)
+    pending = store.pending_events()
+    assert [(e.event.value, e.id, e.seq) for e in pending] == [(e.event.value, e.id, e.seq) for e in events]
+    store.ack(pending)
+    assert store.pending_events() == []
+    store.close()
+
+
+def test_empty_changes_write_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    before = store._db.total_changes
+    assert store.commit(Changes()) == []
+    assert store._db.total_changes == before
+    store.close()
+
+
+def test_failed_commit_rolls_back_everything(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    tracker = store.load_tracker(RULES)
+    tracker.initialized = True
+    ch = tracker.reconcile([tr("a", "Completed, Succeeded")], at(0))
+    ch.upserts["bad"] = object()  # type: ignore[assignment]  # makes serialising fail mid-way
+    with pytest.raises(Exception):
+        store.commit(ch)
+    assert store.ended_ids() == {} and store.pending_events() == [] and store.recent() == []
+    store.close()
+
+
+def test_history_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("trayagent.store.HISTORY_LIMIT", 5)
+    store = Store(tmp_path / "s.sqlite3")
+    tracker = store.load_tracker(RULES)
+    tracker.initialized = True
+    for i in range(12):
+        store.commit(tracker.reconcile([tr(f"id{i}", "Completed, Succeeded", f"n{i}")], at(i)))
+    assert len(store.recent(100)) == 5 and store.recent(1)[0].transfer_id == "id11"
+    assert len(store.ended_ids()) == 12  # the ended set is not capped: it prevents repeats
+    store.close()
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "s.sqlite3"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open state file"):
+        Store(bad)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET v='99' WHERE k='schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer trayagent"):
+        Store(path)
