@@ -1,0 +1,623 @@
+"""A small, strict client for slskd's REST API (see docs in /work/shared/slskd-api.md).
+
+Design choices that matter to the rest of the agent:
+- Every failure is one typed SlskdError with a one-line, secret-free message the tray can show.
+- Nothing is retried except the single re-login after a 401 on a JWT session (a 401 means the
+  request was not executed). POST/DELETE are never repeated after a network error, because
+  slskd may have acted on them.
+- parse_downloads is a pure function: it runs on every poll over tens of thousands of records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+
+from trayagent.config import SlskdConfig
+from trayagent.logs import register_secret
+from trayagent.model import Transfer
+
+try:  # orjson is an optional speed-up ("fast" extra)
+    import orjson
+
+    _loads = orjson.loads
+    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError, TypeError)
+except ImportError:  # pragma: no cover - exercised only without the extra
+    orjson = None  # type: ignore[assignment]
+
+    def _loads(body: bytes | str) -> Any:  # type: ignore[misc]
+        return json.loads(body)
+
+    _JSON_ERRORS = (ValueError, TypeError)
+
+log = logging.getLogger(__name__)
+
+API = "/api/v0"
+CONNECT_TIMEOUT_CAP = 5.0
+_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_MESSAGE_LIMIT = 200
+_insecure_warned = False
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class SlskdError(Exception):
+    """Any failure talking to slskd. `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SlskdUnreachable(SlskdError):
+    """No HTTP answer: connection refused/reset, DNS failure, TLS failure or timeout."""
+
+
+class SlskdUnauthorized(SlskdError):
+    """401/403: the key, the login or slskd's CIDR rules refused us."""
+
+
+class SlskdBadResponse(SlskdError):
+    """slskd answered, but with a 5xx, an unexpected status, broken JSON or a wrong shape."""
+
+
+class SlskdBusy(SlskdError):
+    """429: slskd's limiter is full (another enqueue or search POST is running)."""
+
+
+class SlskdNotFound(SlskdError):
+    """404: no such transfer/search/user, or the route does not exist in this version."""
+
+
+class SlskdInvalidArgument(SlskdError, ValueError):
+    """A caller passed an id or username that must not be put in a URL; nothing was sent."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """Outcome of a legacy enqueue. ids_known is False for slskd <= 0.23 (empty 201 body)."""
+
+    enqueued: list[Transfer] = field(default_factory=list)
+    failed_count: int = 0
+    ids_known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """slskd's connection to the Soulseek server."""
+
+    connected: bool
+    logged_in: bool
+    state: str
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _load_json(body: bytes | str, what: str) -> Any:
+    if not body:
+        raise SlskdBadResponse(f"slskd sent an empty body for {what}")
+    try:
+        return _loads(body)
+    except _JSON_ERRORS as exc:
+        detail = _one_line(str(exc))[:100]
+        raise SlskdBadResponse(f"slskd sent invalid JSON for {what}: {detail}") from None
+
+
+def parse_downloads(body: bytes | str) -> list[Transfer]:
+    """Parse a GET transfers/downloads body (or a single user's group) into Transfers.
+
+    Accepts the nested shape [{username, directories: [{directory, files}]}], the flat shape
+    [{username, files}], a single group object, and a bare list of transfer objects. Junk
+    entries are skipped and counted; broken JSON or a wrong top-level type raises
+    SlskdBadResponse.
+    """
+    data = _load_json(body, "the download list")
+    if isinstance(data, dict):
+        groups: list[Any] = [data]
+    elif isinstance(data, list):
+        groups = data
+    else:
+        raise SlskdBadResponse(f"slskd sent {type(data).__name__} where the download list belongs")
+
+    out: list[Transfer] = []
+    append = out.append
+    from_json = Transfer.from_json
+    skipped = 0
+    for group in groups:
+        if type(group) is not dict:
+            skipped += 1
+            continue
+        user = group.get("username")
+        if type(user) is not str:
+            user = None
+        directories = group.get("directories")
+        flat = group.get("files")
+        if directories is None and flat is None and "filename" in group:
+            transfer = from_json(group, user)  # a bare transfer object, not a group
+            if transfer is None:
+                skipped += 1
+            else:
+                append(transfer)
+            continue
+        if type(directories) is list:
+            for directory in directories:
+                if type(directory) is not dict:
+                    skipped += 1
+                    continue
+                files = directory.get("files")
+                if type(files) is not list:
+                    continue
+                for obj in files:
+                    if type(obj) is dict:
+                        transfer = from_json(obj, user)
+                        if transfer is not None:
+                            append(transfer)
+                            continue
+                    skipped += 1
+        if type(flat) is list:
+            for obj in flat:
+                if type(obj) is dict:
+                    transfer = from_json(obj, user)
+                    if transfer is not None:
+                        append(transfer)
+                        continue
+                skipped += 1
+    if skipped:
+        log.debug("download list: skipped %d malformed entries, kept %d", skipped, len(out))
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _trim(text: str, limit: int = _MESSAGE_LIMIT) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _user_segment(username: str) -> str:
+    """Percent-encode a username as one path segment, exactly once."""
+    if not isinstance(username, str) or not username:
+        raise SlskdInvalidArgument("a non-empty username is required")
+    segment = quote(username, safe="")
+    if segment.strip(".") == "":
+        # "." and ".." would be eaten as dot-segments by URL normalisation; slskd decodes %2E.
+        segment = segment.replace(".", "%2E")
+    return segment
+
+
+def _guid(value: str, what: str = "id") -> str:
+    if not isinstance(value, str) or not _GUID_RE.match(value):
+        shown = repr(value)[:60]
+        raise SlskdInvalidArgument(f"{what} must be a GUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6 (got {shown})")
+    return value
+
+
+def _classify_network_error(exc: BaseException, timeout: float) -> str:
+    """A short reason for a requests exception, without its URL-laden repr."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed (slskd's HTTPS certificate is self-signed by default: set [slskd] verify_tls = false or use http)"
+    if isinstance(exc, (requests.exceptions.ConnectTimeout,)):
+        return f"connection timed out after {min(timeout, CONNECT_TIMEOUT_CAP):g}s"
+    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.Timeout)):
+        return f"no answer within {timeout:g}s"
+    chain: list[BaseException] = []
+    current: Any = exc
+    while isinstance(current, BaseException) and current not in chain and len(chain) < 10:
+        chain.append(current)
+        nxt = current.__cause__ or current.__context__ or getattr(current, "reason", None)
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        current = nxt
+    text = " ".join(str(e) for e in chain).lower()
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused (is slskd running, and on this port?)"
+        if isinstance(item, ConnectionResetError):
+            return "connection reset"
+    if "refused" in text:
+        return "connection refused (is slskd running, and on this port?)"
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text \
+            or "name resolution" in text or "failed to resolve" in text:
+        return "host name could not be resolved"
+    if "reset" in text:
+        return "connection reset"
+    if "aborted" in text or "remotedisconnected" in text or "closed connection" in text:
+        return "connection closed without an answer"
+    return f"network error ({type(exc).__name__})"
+
+
+# --------------------------------------------------------------------------- client
+
+
+class SlskdClient:
+    """Talks to one slskd instance. Safe to share between the poll thread and the UI thread."""
+
+    def __init__(self, cfg: SlskdConfig, session: requests.Session | None = None) -> None:
+        self._cfg = cfg
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        parts = urlsplit(cfg.url.strip())
+        base_path = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~")
+        self._origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        self._base_path = base_path
+        self.url = self._origin + base_path
+        timeout = float(cfg.timeout) if cfg.timeout and cfg.timeout > 0 else 10.0
+        self._timeout = (min(timeout, CONNECT_TIMEOUT_CAP), timeout)
+        self._verify = bool(cfg.verify_tls)
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._token_expires: float | None = None
+        self._secrets = tuple(s for s in (cfg.api_key, cfg.password) if s)
+        if not self._verify:
+            _quiet_insecure_warning()
+
+    def __repr__(self) -> str:
+        return f"SlskdClient(url={self.url!r})"
+
+    __str__ = __repr__
+
+    def __enter__(self) -> SlskdClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _scrub(self, text: str) -> str:
+        """Never let a credential into an exception message, whatever slskd echoes."""
+        for secret in (*self._secrets, self._token):
+            if secret and secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self._cfg.api_key:
+            return {"X-API-Key": self._cfg.api_key}
+        if self._cfg.username and self._cfg.password:
+            return {"Authorization": f"Bearer {self._ensure_token()}"}
+        return {}
+
+    def _ensure_token(self, force: bool = False) -> str:
+        with self._lock:
+            expired = self._token_expires is not None and time.time() > self._token_expires - 60
+            if self._token and not force and not expired:
+                return self._token
+            self._token = None
+            token, expires = self._login()
+            self._token, self._token_expires = token, expires
+            return token
+
+    def _login(self) -> tuple[str, float | None]:
+        """POST /session with the web UI credentials; returns (jwt, expiry epoch)."""
+        resp = self._send("POST", f"{API}/session", json_body={"username": self._cfg.username,
+                                                              "password": self._cfg.password})
+        what = "login (POST /api/v0/session)"
+        if resp.status_code in (401, 403):
+            hint = ("slskd runs headless (no web login): use [slskd] api_key" if resp.status_code == 403
+                    else "check [slskd] username and password (slskd's web.authentication settings)")
+            raise SlskdUnauthorized(f"slskd refused the {what} with {resp.status_code}: {hint}", resp.status_code)
+        self._raise_for_status(resp, what)
+        body = _load_json(resp.content, what)
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise SlskdBadResponse(f"slskd's {what} answer has no token", resp.status_code)
+        register_secret(token)
+        expires = body.get("expires")
+        expiry = float(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else None
+        log.debug("logged in to slskd as %s (token expires %s)", self._cfg.username, expiry)
+        return token, expiry
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One HTTP exchange; network failures become SlskdUnreachable. Never retries."""
+        full_path = self._base_path + path
+        url = self._origin + full_path
+        req = requests.Request(method, url, params=params, json=json_body, headers=dict(headers or {}))
+        prepared = self._session.prepare_request(req)
+        # requests re-quotes URLs and would turn our %2E back into '.', so put the exact
+        # path we encoded back in (it is already pure, fully quoted ASCII).
+        p = urlsplit(prepared.url or url)
+        prepared.url = urlunsplit((p.scheme, p.netloc, full_path, p.query, p.fragment))
+        settings = self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None)
+        started = time.monotonic()
+        try:
+            resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
+        except requests.exceptions.RequestException as exc:
+            reason = _classify_network_error(exc, self._timeout[1])
+            log.debug("%s %s failed: %s", method, path, type(exc).__name__)
+            raise SlskdUnreachable(self._scrub(f"slskd at {self.url} is unreachable: {reason} ({method} {path})")) from None
+        log.debug("%s %s -> %d in %.0f ms", method, path, resp.status_code, (time.monotonic() - started) * 1000)
+        return resp
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        auth: bool = True,
+    ) -> requests.Response:
+        """Send with auth; on a 401 with a JWT, log in again once and repeat once."""
+        headers = self._auth_headers() if auth else {}
+        resp = self._send(method, path, params=params, json_body=json_body, headers=headers)
+        if resp.status_code == 401 and auth and "Authorization" in headers:
+            log.info("slskd rejected the session token; logging in again")
+            headers = {"Authorization": f"Bearer {self._ensure_token(force=True)}"}
+            resp = self._send(method, path, params=params, json_body=json_body, headers=headers)
+        self._raise_for_status(resp, f"{method} {path}")
+        return resp
+
+    def _raise_for_status(self, resp: requests.Response, what: str) -> None:
+        code = resp.status_code
+        if 200 <= code < 300:
+            return
+        if code in (401, 403):
+            if code == 401:
+                hint = ("check [slskd] api_key and that slskd's key cidr allows this machine's address"
+                        if self._cfg.api_key else
+                        "check [slskd] api_key or username/password, and slskd's key cidr setting")
+                msg = f"slskd rejected our credentials (401) for {what}: {hint}"
+            else:
+                msg = (f"slskd refused {what} (403): check [slskd] api_key (its role and cidr) "
+                       "and that slskd is not a relay agent")
+            raise SlskdUnauthorized(self._scrub(msg), code)
+        detail = self._body_message(resp)
+        suffix = f": {detail}" if detail else ""
+        if code == 404:
+            raise SlskdNotFound(self._scrub(f"slskd has no such resource (404) for {what}{suffix}"), code)
+        if code == 429:
+            raise SlskdBusy(self._scrub(f"slskd is busy (429) for {what}; try again shortly"), code)
+        if 300 <= code < 400:
+            location = resp.headers.get("Location", "")
+            where = f" to {_trim(location, 120)}" if location else ""
+            raise SlskdBadResponse(
+                self._scrub(f"slskd redirected {what} ({code}){where}: set [slskd] url to the final address"), code)
+        if code >= 500:
+            raise SlskdBadResponse(self._scrub(f"slskd failed ({code}) on {what}{suffix}"), code)
+        raise SlskdBadResponse(self._scrub(f"unexpected status {code} from slskd for {what}{suffix}"), code)
+
+    @staticmethod
+    def _body_message(resp: requests.Response) -> str:
+        """slskd's error body: usually a JSON string, sometimes text, often empty."""
+        raw = resp.content[:4096]
+        if not raw:
+            return ""
+        try:
+            value = _loads(raw)
+        except _JSON_ERRORS:
+            try:
+                return _trim(raw.decode("utf-8", "replace"))
+            except Exception:  # pragma: no cover - decode with "replace" does not raise
+                return ""
+        if isinstance(value, str):
+            return _trim(value)
+        if isinstance(value, dict):
+            for key in ("message", "title", "detail", "error"):
+                if isinstance(value.get(key), str):
+                    return _trim(value[key])
+        return _trim(json.dumps(value)[:_MESSAGE_LIMIT])
+
+    def _get_json(self, path: str, *, params: Mapping[str, str] | None = None, auth: bool = True) -> Any:
+        resp = self._request("GET", path, params=params, auth=auth)
+        return _load_json(resp.content, f"GET {path}")
+
+    @staticmethod
+    def _expect_dict(value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise SlskdBadResponse(f"slskd sent {type(value).__name__} for {what}, expected an object")
+        return value
+
+    # ----------------------------------------------------------------- transfers
+
+    def list_downloads(self, include_removed: bool = False) -> list[Transfer]:
+        """Every download slskd still lists (optionally with soft-removed history)."""
+        params = {"includeRemoved": "true"} if include_removed else None
+        resp = self._request("GET", f"{API}/transfers/downloads", params=params)
+        return parse_downloads(resp.content)
+
+    def get_download(self, username: str, transfer_id: str) -> Transfer:
+        """One download by id (slskd returns it even after it was removed from the list)."""
+        path = f"{API}/transfers/downloads/{_user_segment(username)}/{_guid(transfer_id)}"
+        obj = self._expect_dict(self._get_json(path), f"GET {path}")
+        transfer = Transfer.from_json(obj, username=username)
+        if transfer is None:
+            raise SlskdBadResponse(f"slskd's transfer for GET {path} lacks an id or filename")
+        return transfer
+
+    def cancel_download(self, username: str, transfer_id: str) -> None:
+        """Ask slskd to cancel; the record turns 'Completed, Cancelled' asynchronously."""
+        self._request("DELETE", f"{API}/transfers/downloads/{_user_segment(username)}/{_guid(transfer_id)}")
+
+    def remove_download(self, username: str, transfer_id: str) -> None:
+        """Soft-remove a finished download from the list (a no-op on an active one)."""
+        self._request(
+            "DELETE",
+            f"{API}/transfers/downloads/{_user_segment(username)}/{_guid(transfer_id)}",
+            params={"remove": "true"},
+        )
+
+    def clear_completed(self) -> None:
+        """Remove every succeeded and failed download from slskd's list in one call."""
+        self._request("DELETE", f"{API}/transfers/downloads/all/completed")
+
+    def enqueue(self, username: str, files: Iterable[tuple[str, int]]) -> EnqueueResult:
+        """Queue files from one user via the legacy endpoint (works on 0.2x and 0.26).
+
+        A 201 with an empty body (slskd <= 0.23) gives enqueued=[] and ids_known=False: the
+        caller must then find the new records by (username, filename).
+        """
+        segment = _user_segment(username)
+        body = []
+        for item in files:
+            try:
+                filename, size = item
+            except (TypeError, ValueError):
+                raise SlskdInvalidArgument("files must be (filename, size) pairs") from None
+            if not isinstance(filename, str) or not filename:
+                raise SlskdInvalidArgument("every file needs a non-empty filename")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise SlskdInvalidArgument(f"size must be a whole number >= 0 (got {size!r})")
+            body.append({"filename": filename, "size": size})
+        if not body:
+            raise SlskdInvalidArgument("enqueue needs at least one file")
+        path = f"{API}/transfers/downloads/{segment}"
+        resp = self._request("POST", path, json_body=body)
+        if not resp.content.strip():
+            return EnqueueResult(enqueued=[], failed_count=0, ids_known=False)
+        data = _load_json(resp.content, f"POST {path}")
+        if not isinstance(data, dict):
+            raise SlskdBadResponse(f"slskd sent {type(data).__name__} for POST {path}, expected {{enqueued, failed}}")
+        raw_enqueued = data.get("enqueued") or []
+        raw_failed = data.get("failed") or []
+        if not isinstance(raw_enqueued, list) or not isinstance(raw_failed, list):
+            raise SlskdBadResponse(f"slskd's answer to POST {path} has no enqueued/failed lists")
+        enqueued = [t for t in (Transfer.from_json(o, username=username) for o in raw_enqueued if isinstance(o, dict))
+                    if t is not None]
+        return EnqueueResult(enqueued=enqueued, failed_count=len(raw_failed), ids_known=True)
+
+    # ----------------------------------------------------------------- status
+
+    def health(self) -> bool:
+        """Whether slskd answers its anonymous /health check with 200. Never raises."""
+        try:
+            resp = self._send("GET", "/health")
+        except SlskdError as exc:
+            log.debug("health check failed: %s", exc)
+            return False
+        return resp.status_code == 200
+
+    def session_enabled(self) -> bool:
+        """Whether slskd has authentication switched on (anonymous endpoint)."""
+        path = f"{API}/session/enabled"
+        value = self._get_json(path, auth=False)
+        if not isinstance(value, bool):
+            raise SlskdBadResponse(f"slskd sent {type(value).__name__} for GET {path}, expected true/false")
+        return value
+
+    def check_auth(self) -> None:
+        """Raise SlskdUnauthorized unless our credentials are accepted."""
+        self._request("GET", f"{API}/session")
+
+    def application(self) -> dict[str, Any]:
+        """slskd's whole application state (version, server, user, shares...)."""
+        path = f"{API}/application"
+        return self._expect_dict(self._get_json(path), f"GET {path}")
+
+    def server_state(self) -> ServerState:
+        """Whether slskd is connected and logged in to the Soulseek server."""
+        server: Any = None
+        try:
+            server = self.application().get("server")
+        except (SlskdNotFound, SlskdBadResponse) as exc:
+            log.debug("application state unusable (%s); asking /server", exc)
+        if not isinstance(server, dict):
+            path = f"{API}/server"
+            server = self._expect_dict(self._get_json(path), f"GET {path}")
+        state = server.get("state")
+        return ServerState(
+            connected=server.get("isConnected") is True,
+            logged_in=server.get("isLoggedIn") is True,
+            state=state if isinstance(state, str) else "",
+        )
+
+    def version(self) -> str:
+        """slskd's version string, e.g. "0.26.0.0"."""
+        path = f"{API}/application/version"
+        try:
+            value = self._get_json(path)
+        except SlskdNotFound:
+            value = None
+        if isinstance(value, str) and value:
+            return value
+        info = self.application().get("version")
+        if isinstance(info, dict):
+            for key in ("full", "current"):
+                if isinstance(info.get(key), str) and info[key]:
+                    return info[key]
+        raise SlskdBadResponse("slskd did not report its version")
+
+    # ----------------------------------------------------------------- searches
+
+    def start_search(self, text: str, search_id: str | None = None, timeout_ms: int = 15000) -> dict[str, Any]:
+        """Start a search; the id is chosen here when not given, so it is always known."""
+        if not isinstance(text, str) or not text.strip():
+            raise SlskdInvalidArgument("search text must not be empty")
+        sid = _guid(search_id, "search id") if search_id is not None else str(uuid.uuid4())
+        payload = {"id": sid, "searchText": text, "searchTimeout": int(timeout_ms)}
+        path = f"{API}/searches"
+        resp = self._request("POST", path, json_body=payload)
+        if not resp.content.strip():
+            return {"id": sid, "searchText": text}
+        return self._expect_dict(_load_json(resp.content, f"POST {path}"), f"POST {path}")
+
+    def get_search(self, search_id: str, include_responses: bool = False) -> dict[str, Any]:
+        """A search's state and counts (responses only once it has finished)."""
+        path = f"{API}/searches/{_guid(search_id, 'search id')}"
+        params = {"includeResponses": "true" if include_responses else "false"}
+        return self._expect_dict(self._get_json(path, params=params), f"GET {path}")
+
+    def search_responses(self, search_id: str) -> list[dict[str, Any]]:
+        """A finished search's responses (empty while it is still running)."""
+        path = f"{API}/searches/{_guid(search_id, 'search id')}/responses"
+        value = self._get_json(path)
+        if not isinstance(value, list):
+            raise SlskdBadResponse(f"slskd sent {type(value).__name__} for GET {path}, expected a list")
+        return [item for item in value if isinstance(item, dict)]
+
+    def delete_search(self, search_id: str) -> None:
+        """Delete a search and its responses (hard delete on slskd's side)."""
+        self._request("DELETE", f"{API}/searches/{_guid(search_id, 'search id')}")
+
+
+def _quiet_insecure_warning() -> None:
+    """verify_tls = false is a deliberate choice: say so once, not on every request."""
+    global _insecure_warned
+    if _insecure_warned:
+        return
+    _insecure_warned = True
+    try:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    except Exception:  # pragma: no cover - urllib3 always ships with requests
+        pass
+    log.warning("TLS certificate verification for slskd is off ([slskd] verify_tls = false)")
+
+
+__all__ = [
+    "EnqueueResult", "ServerState", "SlskdBadResponse", "SlskdBusy", "SlskdClient", "SlskdError",
+    "SlskdInvalidArgument", "SlskdNotFound", "SlskdUnauthorized", "SlskdUnreachable", "parse_downloads",
+]
