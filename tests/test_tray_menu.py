@@ -1,0 +1,451 @@
+"""Tray menu model, pystray wiring, redraw throttling and actions: a fake agent and icon, no display."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pytest
+
+from trayagent import tray as T
+from trayagent.model import AgentState, Finished, Kind, Progress
+from trayagent.tray import ItemSpec, MenuModel, TrayApp, local_folder, recent_label
+
+UTC = timezone.utc
+NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def finished(name: str, outcome: Kind = Kind.SUCCEEDED, reason: str | None = None,
+             folder: str = "@@abc\\Music\\Artist\\Album") -> Finished:
+    return Finished(transfer_id=name, username="bob", filename=f"{folder}\\{name}", size=1, outcome=outcome,
+                    reason=reason, state="Completed", error=None, first_seen=NOW, finished_at=NOW)
+
+
+def st(**kw: Any) -> AgentState:
+    kw.setdefault("connected", True)
+    kw.setdefault("logged_in", True)
+    return AgentState(**kw)
+
+
+def texts(items: tuple[ItemSpec, ...]) -> list[str]:
+    return [i.text for i in items if not i.separator]
+
+
+# --------------------------------------------------------------------------- model
+
+
+class TestMenuModel:
+    def test_idle_layout(self) -> None:
+        m = MenuModel.build(st(), now=NOW)
+        assert texts(m.items) == ["Idle", "Open slskd", "Sync now", "Clear finished", "Retry failed",
+                                  "Recent", "Pause notifications", "Pause for 1 hour", "Quit"]
+        status = m.items[0]
+        assert status.enabled is False and status.action is None
+        assert m.default is not None and m.default.action == T.OPEN_SLSKD
+        assert m.find(T.RETRY).enabled is False  # type: ignore[union-attr]
+        recent = next(i for i in m.items if i.text == "Recent")
+        assert recent.submenu is not None and [i.enabled for i in recent.submenu] == [False]
+        assert m.find(T.TOGGLE_PAUSE).checked is False  # type: ignore[union-attr]
+
+    def test_status_line_is_the_tooltip(self) -> None:
+        m = MenuModel.build(st(progress=Progress(downloading=3, queued=2, bytes_total=100, bytes_done=42,
+                                                 speed=1_200_000)), now=NOW)
+        assert m.items[0].text == "3 downloading · 42% · 1.2 MB/s · 2 queued"
+        assert MenuModel.build(AgentState(connected=False), now=NOW).items[0].text == "slskd unreachable"
+
+    def test_recent_labels_and_retry(self) -> None:
+        recent = (
+            finished("01 - Song.flac"),
+            finished("02 - Other.flac", Kind.FAILED, "timedout"),
+            finished("03 - Gone.flac", Kind.CANCELLED),
+        )
+        m = MenuModel.build(st(recent=recent), now=NOW)
+        sub = next(i for i in m.items if i.text == "Recent").submenu
+        assert sub is not None
+        assert [i.text for i in sub] == ["✓ Song — Artist", "✗ Other (timed out)", "✗ Gone (cancelled)"]
+        assert m.find(T.RETRY).enabled is True  # type: ignore[union-attr]
+        assert all(i.enabled is False for i in sub)  # no download_dir: nothing to open
+
+    def test_recent_capped_at_ten(self) -> None:
+        recent = tuple(finished(f"{i:02d}.flac") for i in range(25))
+        sub = next(i for i in MenuModel.build(st(recent=recent), now=NOW).items if i.text == "Recent").submenu
+        assert sub is not None and len(sub) == 10
+
+    def test_recent_opens_local_folder_when_download_dir_set(self, tmp_path: Any) -> None:
+        m = MenuModel.build(st(recent=(finished("01.flac"),)), download_dir=str(tmp_path), now=NOW)
+        item = m.find(T.OPEN_FOLDER)
+        assert item is not None and item.enabled
+        assert item.arg == os.path.join(str(tmp_path), "Album")
+
+    def test_download_dir_from_state_when_config_has_none(self, tmp_path: Any) -> None:
+        m = MenuModel.build(st(recent=(finished("01.flac"),), download_dir=str(tmp_path)), now=NOW)
+        assert m.find(T.OPEN_FOLDER).arg == os.path.join(str(tmp_path), "Album")  # type: ignore[union-attr]
+
+    def test_hostile_recent_names(self, tmp_path: Any) -> None:
+        recent = (
+            finished("-\u202e" + "x" * 5000 + "\n.flac", folder="@@a\\.."),
+            finished("<b>&<i>.flac", Kind.FAILED, "rejected", folder="@@a\\ok"),
+        )
+        m = MenuModel.build(st(recent=recent), download_dir=str(tmp_path), now=NOW)
+        sub = next(i for i in m.items if i.text == "Recent").submenu
+        assert sub is not None
+        first, second = sub
+        assert len(first.text) <= 62 and "\u202e" not in first.text and "\n" not in first.text
+        assert first.enabled is False and first.arg is None  # '..' is never joined to download_dir
+        assert second.text == "✗ <b>&<i> (rejected)"  # plain-text labels: shown as is
+
+    def test_pause_flags(self) -> None:
+        paused = MenuModel.build(st(), paused=True, now=NOW)
+        assert paused.find(T.TOGGLE_PAUSE).checked is True  # type: ignore[union-attr]
+        assert paused.items[0].text == "Idle · notifications paused"
+        until = MenuModel.build(st(), paused_until=NOW + timedelta(hours=1), now=NOW)
+        item = until.find(T.TOGGLE_PAUSE)
+        assert item is not None and item.checked is True and item.text.startswith("Notifications paused until ")
+        expired = MenuModel.build(st(), paused_until=NOW - timedelta(seconds=1), now=NOW)
+        assert expired.find(T.TOGGLE_PAUSE).checked is False  # type: ignore[union-attr]
+
+    def test_models_compare_by_content(self) -> None:
+        assert MenuModel.build(st(), now=NOW) == MenuModel.build(st(), now=NOW)
+        assert MenuModel.build(st(), now=NOW) != MenuModel.build(st(failed_unseen=1), now=NOW)
+
+
+def test_local_folder_rules(tmp_path: Any) -> None:
+    assert local_folder(None, "@@a\\Album\\x.flac") is None
+    assert local_folder(str(tmp_path), "x.flac") is None  # no remote folder
+    assert local_folder(str(tmp_path), "@@a\\..\\x.flac") is None
+    assert local_folder(str(tmp_path), "@@a\\bad\x07name\\x.flac") is None
+    assert local_folder(str(tmp_path), "@@a/b/Album/x.flac") == os.path.join(str(tmp_path), "Album")
+
+
+def test_recent_label_success_without_artist() -> None:
+    assert recent_label(finished("song.mp3", folder="")) == "✓ song"
+
+
+# --------------------------------------------------------------------------- pystray wiring
+
+
+@pytest.fixture
+def ps(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """pystray with its dummy backend (no display); Menu/MenuItem are the real classes."""
+    monkeypatch.setenv("PYSTRAY_BACKEND", "dummy")
+    try:
+        import pystray
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"pystray unavailable: {exc}")
+    return pystray
+
+
+def test_to_pystray_builds_real_items(ps: Any) -> None:
+    fired: list[tuple[str, str | None]] = []
+    model = MenuModel.build(st(recent=(finished("01.flac", Kind.FAILED, "rejected"),)),
+                            paused=True, download_dir="/music", now=NOW)
+    menu = ps.Menu(*T.to_pystray(model.items, lambda a, arg: fired.append((a, arg)), ps))
+    items = list(menu)
+    by_text = {i.text: i for i in items}
+    assert by_text["Retry failed"].enabled is True
+    assert items[0].enabled is False
+    assert by_text["Pause notifications"].checked is True
+    assert by_text["Sync now"].checked is None
+    assert by_text["Open slskd"].default is True
+    menu(None)  # what a left-click does on backends with a default action
+    assert fired == [(T.OPEN_SLSKD, None)]
+    recent = by_text["Recent"].submenu
+    [entry] = list(recent)
+    entry(None)
+    assert fired[-1] == (T.OPEN_FOLDER, os.path.join(os.path.abspath("/music"), "Album"))
+
+
+def test_to_pystray_escapes_ampersand_for_win32(ps: Any) -> None:
+    items = T.to_pystray((ItemSpec("Rock & Roll", "x"),), lambda a, b: None, ps, escape_ampersand=True)
+    assert items[0].text == "Rock && Roll"
+
+
+def test_backend_info_shape(ps: Any) -> None:
+    name, has_menu = T.backend_info()
+    assert isinstance(name, str) and name
+    assert isinstance(has_menu, bool)
+
+
+def test_backend_info_without_pystray(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "pystray":
+            raise RuntimeError('Bad display name ""')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    name, has_menu = T.backend_info()
+    assert name.startswith("unavailable") and has_menu is False
+
+
+def test_no_menu_backend_warns_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(T, "_warned_no_menu", False)
+    with caplog.at_level("WARNING", logger="trayagent.tray"):
+        T._warn_if_no_menu("xorg", False)
+        T._warn_if_no_menu("xorg", False)
+        T._warn_if_no_menu("gtk", True)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == ["tray backend 'xorg' has no menus: install PyGObject + AppIndicator for the full menu "
+                    "(see README)"]
+
+
+# --------------------------------------------------------------------------- TrayApp with fakes
+
+
+class FakeAgent:
+    def __init__(self, state: AgentState | None = None) -> None:
+        self._state = state or st()
+        self.subs: list[Callable[[AgentState], None]] = []
+        self.submitted: list[Callable[[], object]] = []
+        self.calls: list[str] = []
+        self.log: list[str] = []
+
+    def state(self) -> AgentState:
+        return self._state
+
+    def subscribe(self, cb: Callable[[AgentState], None]) -> None:
+        self.subs.append(cb)
+
+    def publish(self, state: AgentState) -> None:
+        self._state = state
+        for cb in self.subs:
+            cb(state)
+
+    def submit(self, fn: Callable[[], object]) -> None:
+        self.submitted.append(fn)
+
+    def drain(self) -> None:
+        while self.submitted:
+            self.submitted.pop(0)()
+
+    def poll_now(self) -> None:
+        self.calls.append("poll_now")
+
+    def clear_finished(self) -> int:
+        self.calls.append("clear_finished")
+        return 2
+
+    def retry_failed(self) -> int:
+        self.calls.append("retry_failed")
+        return 1
+
+    def mark_failures_seen(self) -> None:
+        self.calls.append("seen")
+
+    def start(self) -> None:
+        self.log.append("agent.start")
+
+    def stop(self) -> None:
+        self.log.append("agent.stop")
+
+
+class FakeIcon:
+    def __init__(self, name: str, icon: Any = None, title: str = "", menu: Any = None, log: list[str] | None = None) -> None:
+        self.name, self._icon, self._title, self.menu = name, icon, title, menu
+        self.icon_sets = 0
+        self.titles: list[str] = []
+        self.menu_updates = 0
+        self.visible = False
+        self.stopped = threading.Event()
+        self.log = log if log is not None else []
+
+    @property
+    def icon(self) -> Any:
+        return self._icon
+
+    @icon.setter
+    def icon(self, value: Any) -> None:
+        self._icon = value
+        self.icon_sets += 1
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    @title.setter
+    def title(self, value: str) -> None:
+        self._title = value
+        self.titles.append(value)
+
+    def update_menu(self) -> None:
+        self.menu_updates += 1
+
+    def run(self, setup: Callable[[Any], None]) -> None:
+        setup(self)
+        self.stopped.wait(10)
+
+    def stop(self) -> None:
+        self.log.append("icon.stop")
+        self.stopped.set()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class PauseRecorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[bool, datetime | None]] = []
+
+    def set_paused(self, paused: bool, until: datetime | None = None) -> None:
+        self.calls.append((paused, until))
+
+
+def make_app(agent: FakeAgent, ps: Any = None, **kw: Any) -> tuple[TrayApp, dict[str, FakeIcon]]:
+    made: dict[str, FakeIcon] = {}
+
+    def factory(name: str, **kwargs: Any) -> FakeIcon:
+        made["icon"] = FakeIcon(name, log=agent.log, **kwargs)
+        return made["icon"]
+
+    config = SimpleNamespace(slskd=SimpleNamespace(url="http://localhost:5030", web_url="", download_dir=""))
+    app = TrayApp(agent, config, icon_factory=factory, pystray_module=ps, **kw)
+    return app, made
+
+
+def start_app(app: TrayApp) -> threading.Thread:
+    th = threading.Thread(target=app.run, daemon=True)
+    th.start()
+    return th
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+class TestTrayApp:
+    def test_setup_starts_agent_and_quit_stops_agent_then_icon(self, ps: Any) -> None:
+        agent = FakeAgent()
+        app, made = make_app(agent, ps)
+        th = start_app(app)
+        assert wait_for(lambda: "agent.start" in agent.log)
+        icon = made["icon"]
+        assert icon.visible and icon.name == "trayagent" and icon.title == "Idle"
+        app._on_menu(T.QUIT)
+        th.join(5)
+        assert not th.is_alive()
+        assert agent.log == ["agent.start", "agent.stop", "icon.stop"]
+
+    def test_redraw_only_when_appearance_changes_and_at_most_once_a_second(self) -> None:
+        agent = FakeAgent()
+        clock = Clock()
+        app, made = make_app(agent, monotonic=clock)
+        app._icon = made.setdefault("icon", FakeIcon("trayagent"))
+        app._create_icon = lambda: made["icon"]  # type: ignore[method-assign]
+        agent.subscribe(app._on_state)
+        icon = made["icon"]
+
+        def active(f: float) -> AgentState:
+            return st(progress=Progress(downloading=1, bytes_total=10_000, bytes_done=int(f * 10_000)))
+
+        agent.publish(active(0.50))
+        assert icon.icon_sets == 1 and icon.titles == ["1 downloading · 50%"]
+        clock.t += 2
+        agent.publish(active(0.501))  # same ring step, same tooltip: nothing to do
+        assert icon.icon_sets == 1 and len(icon.titles) == 1 and icon.menu_updates == 1
+        clock.t += 2
+        agent.publish(active(0.70))
+        assert icon.icon_sets == 2
+        # three changes within the same second: coalesced into one timer-driven redraw
+        app.REDRAW_INTERVAL = 0.3
+        clock.t += 0.1
+        agent.publish(active(0.80))
+        agent.publish(active(0.85))
+        agent.publish(active(0.95))
+        assert icon.icon_sets == 2
+        assert wait_for(lambda: icon.icon_sets == 3, 3)
+        time.sleep(0.4)
+        assert icon.icon_sets == 3
+        assert icon.titles[-1] == "1 downloading · 95%"
+
+    def test_menu_updates_when_model_changes(self) -> None:
+        agent = FakeAgent()
+        clock = Clock()
+        app, made = make_app(agent, monotonic=clock)
+        icon = made.setdefault("icon", FakeIcon("trayagent"))
+        app._icon = icon
+        agent.subscribe(app._on_state)
+        agent.publish(st())
+        before = icon.menu_updates
+        clock.t += 5
+        agent.publish(st(recent=(finished("a.flac"),)))  # tooltip/icon unchanged, menu changed
+        assert icon.menu_updates == before + 1
+
+    def test_actions_go_through_submit_and_mark_failures_seen(self, tmp_path: Any) -> None:
+        agent = FakeAgent()
+        app, _ = make_app(agent)
+        for action in (T.SYNC, T.CLEAR, T.RETRY):
+            app._on_menu(action)
+        assert agent.calls == []  # nothing ran on the UI thread
+        agent.drain()
+        assert agent.calls == ["seen", "poll_now", "seen", "clear_finished", "seen", "retry_failed"]
+
+    def test_open_slskd_uses_web_url_or_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        opened: list[str] = []
+        monkeypatch.setattr(T.webbrowser, "open", lambda url: opened.append(url) or True)
+        agent = FakeAgent()
+        app, _ = make_app(agent)
+        app._on_menu(T.OPEN_SLSKD)
+        assert opened == []
+        agent.drain()
+        assert opened == ["http://localhost:5030"]
+        assert "seen" in agent.calls
+
+    def test_open_url_refuses_non_http(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        opened: list[str] = []
+        monkeypatch.setattr(T.webbrowser, "open", lambda url: opened.append(url) or True)
+        assert T.open_url("file:///etc/passwd") is False
+        assert T.open_url("javascript:alert(1)") is False
+        assert T.open_url("https://slskd.example/") is True
+        assert opened == ["https://slskd.example/"]
+
+    def test_pause_toggles_and_reaches_notifier(self) -> None:
+        agent = FakeAgent()
+        rec = PauseRecorder()
+        wall = [datetime(2024, 3, 1, 12, 0).astimezone()]
+        app, made = make_app(agent, notifier=rec, wall=lambda: wall[0])
+        app._icon = made.setdefault("icon", FakeIcon("trayagent"))
+        app._on_menu(T.TOGGLE_PAUSE)
+        assert rec.calls[-1] == (True, None) and app.paused == (True, None)
+        assert wait_for(lambda: app._icon.titles[-1:] == ["Idle · notifications paused"])
+        app._on_menu(T.TOGGLE_PAUSE)
+        assert rec.calls[-1] == (False, None) and app.paused == (False, None)
+        app._on_menu(T.PAUSE_HOUR_ACTION)
+        until = wall[0] + timedelta(hours=1)
+        assert rec.calls[-1] == (False, until) and app.paused == (True, until)
+        wall[0] = until + timedelta(seconds=1)  # the hour is over
+        assert app.paused == (False, None)
+        assert rec.calls[-1] == (False, None)
+
+    def test_finds_agent_notifiers_when_none_given(self) -> None:
+        agent = FakeAgent()
+        rec = PauseRecorder()
+        agent.notifiers = [object(), rec]  # type: ignore[attr-defined]
+        app, _ = make_app(agent)
+        app.set_pause(True)
+        assert rec.calls == [(True, None)]
+
+    def test_stop_is_idempotent_and_non_blocking(self) -> None:
+        agent = FakeAgent()
+        app, made = make_app(agent)
+        app._icon = made.setdefault("icon", FakeIcon("trayagent", log=agent.log))
+        app.stop()
+        app.stop()
+        assert wait_for(lambda: "icon.stop" in agent.log)
+        assert agent.log.count("agent.stop") == 1
