@@ -47,6 +47,9 @@ def main(out: Path = HERE) -> list[Path]:
         path = out / f"state-{name}.png"
         render_icon(state, 64, paused=paused).save(path, optimize=True)
         written.append(path)
+    package_icon = HERE.parent / "trayagent" / "icons" / "trayagent.png"  # shipped in the wheel
+    render_icon(idle, 64).save(package_icon, optimize=True)
+    written.append(package_icon)
     log.info("wrote %d icons to %s", len(written), out)
     return written
 

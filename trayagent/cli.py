@@ -137,7 +137,8 @@ def _wait_for_signal(stop: threading.Event, timeout: float | None = None) -> Non
     stop.wait(timeout)
 
 
-def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False) -> None:
+def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False) -> Any:
+    """Attach the event sinks; returns the desktop notifier (the tray pauses it), if any."""
     from trayagent import notify
 
     if getattr(args, "json", False):
@@ -145,11 +146,15 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
     elif console:
         agent.add_notifier(notify.ConsoleNotifier(sys.stdout))
     if config.notifications.enabled and not getattr(args, "no_notify", False):
-        agent.add_notifier(notify.make_notifier("desktop", config))
+        desktop = notify.make_notifier("desktop", config)
+        agent.add_notifier(desktop)
+        return desktop
+    return None
 
 
 def _run_agent(agent: Any, config: Any, headless: bool, stop: threading.Event,
-               timeout: float | None = None, until: Callable[[], bool] | None = None) -> int:
+               timeout: float | None = None, until: Callable[[], bool] | None = None,
+               notifier: Any = None) -> int:
     if headless:
         agent.start()
         try:
@@ -162,7 +167,7 @@ def _run_agent(agent: Any, config: Any, headless: bool, stop: threading.Event,
         return EXIT_OK
     from trayagent.tray import TrayApp
 
-    app = TrayApp(agent, config)
+    app = TrayApp(agent, config, notifier=notifier)
 
     def handler(signum: int, frame: object) -> None:
         app.stop()
@@ -210,8 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.headless and headless:
             log.warning("no display found: running headless")
         agent = Agent(config, watch_server=not headless)
-        _notifiers_for(args, config, agent)
-        return _run_agent(agent, config, headless, threading.Event())
+        desktop = _notifiers_for(args, config, agent)
+        return _run_agent(agent, config, headless, threading.Event(), notifier=desktop)
     finally:
         lock.release()
 
@@ -243,11 +248,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"trayagent demo: simulated slskd at {url} ({'headless' if headless else 'tray'});"
               " Ctrl-C to stop", file=sys.stderr)
         agent = Agent(config, watch_server=not headless)
-        _notifiers_for(args, config, agent, console=True)
+        desktop = _notifiers_for(args, config, agent, console=True)
         until = None
         if headless and args.duration is None:
             until = lambda: sim.scenario_done() and not agent.state().active  # noqa: E731
-        return _run_agent(agent, config, headless, threading.Event(), args.duration, until)
+        return _run_agent(agent, config, headless, threading.Event(), args.duration, until, desktop)
     finally:
         sim.stop()
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
@@ -797,6 +798,12 @@ def _seconds_until(deadline: datetime, now: datetime) -> float:
     return (deadline - now).total_seconds()
 
 
+def app_icon_path() -> str | None:
+    """The installed application icon, shown beside each notification."""
+    path = Path(__file__).resolve().parent / "icons" / "trayagent.png"
+    return str(path) if path.is_file() else None
+
+
 def make_notifier(kind: str, config: Any = None, stream: IO[str] | None = None) -> Notifier:
     """Build the notifier for `run --notify KIND`: 'desktop', 'json' or 'none'."""
     if kind == "json":
@@ -808,5 +815,5 @@ def make_notifier(kind: str, config: Any = None, stream: IO[str] | None = None) 
         if not rules.enabled:
             log.info("desktop notifications disabled in config")
             return NullNotifier()
-        return DesktopNotifier(rules)
+        return DesktopNotifier(rules, icon_path=app_icon_path())
     raise ValueError(f"unknown notifier kind {kind!r} (use desktop, json or none)")
