@@ -527,3 +527,12 @@ def test_console_notifier_one_clean_line_per_event() -> None:
     assert len(lines) == 2
     assert "failed" in lines[0] and "peer rejected the request" in lines[0] and "\u202e" not in lines[0]
     assert lines[1].endswith("connection lost: refused")
+
+
+def test_sanitize_drops_terminal_escape_sequences_whole() -> None:
+    from trayagent.notify import sanitize as clean
+
+    assert clean("ctrl\x01\x07\x1b[31mred\x1b[0m\x7f.flac", 100) == "ctrlred.flac"
+    assert clean("a\x1b]0;window title\x07b", 100) == "ab"
+    assert clean("x\x9b1;2Hy", 100) == "xy"
+    assert clean("[31m is just text without ESC", 100) == "[31m is just text without ESC"

@@ -121,6 +121,9 @@ _INVISIBLE = "\u200b\u2060\ufeff"
 _STRIP_RE = re.compile(
     "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f" + _BIDI + _INVISIBLE + "]"
 )
+#: Terminal escape sequences (CSI like ESC[31m, OSC like ESC]0;title BEL): dropped whole, so
+#: no "[31m" residue is left behind once the ESC itself is stripped.
+_ANSI_RE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x9b[0-?]*[ -/]*[@-~]")
 #: Whitespace-like controls become a space first so "a\nb" reads "a b", not "ab".
 _SPACE_RE = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029\\s]+")
 
@@ -134,6 +137,7 @@ def sanitize(text: str, limit: int, *, leading_dash: bool = True) -> str:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     text = unicodedata.normalize("NFC", text)
+    text = _ANSI_RE.sub("", text)
     text = _SPACE_RE.sub(" ", text)
     text = _STRIP_RE.sub("", text)
     text = _SPACE_RE.sub(" ", text).strip()
