@@ -123,7 +123,7 @@ _STRIP_RE = re.compile(
 )
 #: Terminal escape sequences (CSI like ESC[31m, OSC like ESC]0;title BEL): dropped whole, so
 #: no "[31m" residue is left behind once the ESC itself is stripped.
-_ANSI_RE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x9b[0-?]*[ -/]*[@-~]")
+_ANSI_RE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?")
 #: Whitespace-like controls become a space first so "a\nb" reads "a b", not "ab".
 _SPACE_RE = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029\\s]+")
 
