@@ -131,3 +131,47 @@ def test_retry_failed_reenqueues_same_peer_and_file(sim: Any, tmp_path: Path, mo
         assert agent.state().failed_unseen == 0
     finally:
         agent.stop()
+
+
+class _Collect:
+    """A notifier that keeps what it was given (the agent's sink protocol, for a real Agent)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def notify(self, events: Any) -> None:
+        self.events.extend(events)
+
+    def close(self) -> None:
+        pass
+
+
+def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from trayagent.agent import Agent
+    from trayagent.config import load_config
+    from trayagent.model import EventType
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
+    playlist = tmp_path / "wanted.txt"
+    playlist.write_text("Daft Punk - Get Lucky\n")
+    sim.add_search_results("get lucky", [{
+        "username": "best", "hasFreeUploadSlot": True, "queueLength": 0, "uploadSpeed": 5_000_000,
+        "files": [{"filename": "@@b\\Music\\Daft Punk\\RAM\\08 - Get Lucky.flac", "size": 3_000_000, "length": 248}],
+    }])
+    sim.enqueue_plan = [("state", "Queued, Remotely", 0.1), ("transfer", 50_000_000), ("end", "Completed, Succeeded")]
+    cfg = load_config(write_config(tmp_path / "c.toml", sim.url, API_KEY,
+                                   sync={"playlists": [str(playlist)], "searches_per_minute": 600}), env={})
+    agent = Agent(cfg)
+    sink = _Collect()
+    agent.add_notifier(sink)
+    seen: list[str | None] = []
+    agent.subscribe(lambda s: seen.append(s.sync_status))
+    try:
+        assert agent.sync_playlists() is True
+        syncs = [e for e in sink.events if e.event is EventType.SYNC]
+        assert len(syncs) == 1 and syncs[0].status == "ok", syncs
+        assert syncs[0].summary == "Sync of 1 tracks: 1 downloaded"
+        assert any(s and s.startswith("Sync") for s in seen) and agent.state().sync_status is None
+        assert len([r for r in sim.requests if r.method == "POST" and "/transfers/downloads/" in r.path]) == 1
+    finally:
+        agent.stop()

@@ -199,3 +199,10 @@ def test_ring_point_geometry() -> None:
     x, y = ring_point(64, 0.25)
     assert y == 32 and x > 54  # 3 o'clock
     assert math.isclose(ring_point(64, 0.5)[0], 32, abs_tol=1)
+
+
+def test_tooltip_shows_sync_progress() -> None:
+    from trayagent.icons import tooltip as tip
+    from trayagent.model import AgentState as S
+
+    assert tip(S(connected=True, logged_in=True, sync_status="Sync 3/10")) == "Idle · Sync 3/10"

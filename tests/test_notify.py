@@ -535,3 +535,17 @@ def test_sanitize_drops_terminal_escape_sequences_whole() -> None:
     assert clean("ctrl\x01\x07\x1b[31mred\x1b[0m\x7f.flac", 100) == "ctrlred.flac"
     assert clean("a\x1b]0;window title\x07b", 100) == "ab"
     assert clean("[31m is just text without ESC", 100) == "[31m is just text without ESC"
+
+
+def test_sync_summary_is_one_notification() -> None:
+    from datetime import datetime, timezone
+
+    from trayagent.model import Event as E, EventType as ET
+    from trayagent.notify import NotificationComposer as C, NotificationRules as R
+
+    now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    c = C(R.from_config(None))
+    c.feed(E(ET.SYNC, now, status="incomplete", summary="<8> found, 7 completed, 1 not found"), now)
+    notes = c.due(now)
+    assert [(n.title, n.body) for n in notes] == [("Playlist sync finished", "<8> found, 7 completed, 1 not found")]
+    assert c.due(now) == []

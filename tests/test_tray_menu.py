@@ -41,8 +41,9 @@ def texts(items: tuple[ItemSpec, ...]) -> list[str]:
 class TestMenuModel:
     def test_idle_layout(self) -> None:
         m = MenuModel.build(st(), now=NOW)
-        assert texts(m.items) == ["Idle", "Open slskd", "Sync now", "Clear finished", "Retry failed",
-                                  "Recent", "Pause notifications", "Pause for 1 hour", "Quit"]
+        assert texts(m.items) == ["Idle", "Open slskd", "Sync now", "Sync playlists", "Clear finished",
+                                  "Retry failed", "Recent", "Pause notifications", "Pause for 1 hour", "Quit"]
+        assert m.find(T.SYNC_PLAYLISTS).enabled is False, "no playlists configured"  # type: ignore[union-attr]
         status = m.items[0]
         assert status.enabled is False and status.action is None
         assert m.default is not None and m.default.action == T.OPEN_SLSKD
@@ -449,3 +450,11 @@ class TestTrayApp:
         app.stop()
         assert wait_for(lambda: "icon.stop" in agent.log)
         assert agent.log.count("agent.stop") == 1
+
+
+def test_sync_playlists_item_follows_config_and_progress() -> None:
+    idle = MenuModel.build(st(), now=NOW, playlists=True)
+    assert idle.find(T.SYNC_PLAYLISTS).enabled is True  # type: ignore[union-attr]
+    running = MenuModel.build(st(sync_status="Sync 3/10"), now=NOW, playlists=True)
+    item = running.find(T.SYNC_PLAYLISTS)
+    assert item is not None and item.text == "Sync 3/10" and item.enabled is False

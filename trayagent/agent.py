@@ -74,6 +74,9 @@ class Agent:
         self._failed_unseen = 0
         self._last_transfers: Sequence[Transfer] = ()
         self._retried: set[str] = set()
+        self._sync_status: str | None = None
+        self._sync_stop = threading.Event()
+        self._sync_lock = threading.Lock()
         self._running = False
         self.polls = 0
         self._state = AgentState(web_url=config.slskd.ui_url, download_dir=config.slskd.download_dir or None)
@@ -110,6 +113,7 @@ class Agent:
         self._running = True
 
     def stop(self) -> None:
+        self._sync_stop.set()
         if self._running:
             self._running = False
             self._scheduler.shutdown(wait=True)
@@ -216,7 +220,7 @@ class Agent:
 
     def _deliver(self, events: list[Event]) -> None:
         for ev in events:
-            if ev.event is EventType.CONNECTION:
+            if ev.event in (EventType.CONNECTION, EventType.SYNC):
                 continue
             log.info("%s: %r from %r%s", ev.event.value, ev.filename, ev.username,
                      f" ({ev.reason})" if ev.reason else "")
@@ -241,6 +245,7 @@ class Agent:
             recent=tuple(tracker.recent[:10]),
             failed_unseen=self._failed_unseen,
             last_error=self._last_error,
+            sync_status=self._sync_status,
         )
         for cb in self._subscribers:
             try:
@@ -300,6 +305,43 @@ class Agent:
                     if isinstance(exc, SlskdUnreachable):
                         break
             return removed
+
+    # ------------------------------------------------------------------- sync
+
+    def sync_playlists(self) -> bool:
+        """Run the configured playlist sync (blocking; the tray submits it to the pool).
+
+        Progress shows in ``AgentState.sync_status``; the end is one ``sync`` event, so the
+        desktop notifier shows one summary. False if a sync was already running here.
+        """
+        from trayagent.playlist import PlaylistError
+        from trayagent.sync import SyncBusy, run_configured_sync
+
+        if not self._sync_lock.acquire(blocking=False):
+            return False
+        try:
+            self._sync_status = "Sync starting"
+            self._publish()
+
+            def progress(p: object) -> None:
+                self._sync_status = p.text()  # type: ignore[attr-defined]
+                self._publish()
+
+            status, summary, error = "error", None, None
+            try:
+                report = run_configured_sync(self.config, progress_cb=progress, stop_event=self._sync_stop)
+                status = "ok" if report.ok else "incomplete"
+                summary = report.summary()
+            except (PlaylistError, SyncBusy, ValueError, OSError) as exc:
+                error = str(exc)
+                log.warning("playlist sync: %s", exc)
+            self._sync_status = None
+            with self._lock:
+                self._deliver([Event(EventType.SYNC, self._clock(), status=status, summary=summary, error=error)])
+            self._publish()
+            return True
+        finally:
+            self._sync_lock.release()
 
     # ------------------------------------------------------------------ retry
 

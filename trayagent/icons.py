@@ -200,6 +200,8 @@ def tooltip(state: AgentState, *, paused: bool = False) -> str:
             parts.append("Idle")
     if state.failed_unseen:
         parts.append(f"{state.failed_unseen} failed")
+    if state.sync_status:
+        parts.append(state.sync_status)
     if paused:
         parts.append("notifications paused")
     return sanitize(" · ".join(parts), TOOLTIP_LIMIT)

@@ -232,6 +232,7 @@ class EventType(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     CONNECTION = "connection"
+    SYNC = "sync"  # a playlist sync finished: `status` ok / incomplete / error, `summary` in words
 
 
 #: Outcome of a finished download -> the event that reports it.
@@ -256,15 +257,18 @@ class Event:
     bytes_transferred: int = 0
     reason: str | None = None
     error: str | None = None
-    status: str | None = None  # connection events: "lost" / "restored"
+    status: str | None = None  # connection events: "lost" / "restored"; sync: "ok" / "incomplete" / "error"
+    summary: str | None = None  # sync events: the report in one line
     seq: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": self.event.value}
         if self.seq is not None:
             out["seq"] = self.seq
-        if self.event is EventType.CONNECTION:
+        if self.event in (EventType.CONNECTION, EventType.SYNC):
             out["status"] = self.status
+            if self.summary:
+                out["summary"] = self.summary
             if self.error:
                 out["error"] = self.error
         else:
@@ -297,6 +301,7 @@ class Event:
             reason=obj.get("reason"),
             error=obj.get("error"),
             status=obj.get("status"),
+            summary=obj.get("summary"),
             seq=obj.get("seq"),
         )
 
@@ -363,3 +368,4 @@ class AgentState:
     last_error: str | None = None  # why the last poll failed, secret-free
     web_url: str = ""  # slskd's web UI
     download_dir: str | None = None  # local folder downloads land in, when known
+    sync_status: str | None = None  # playlist sync progress while one runs, e.g. "Sync 3/10"

@@ -405,6 +405,10 @@ class NotificationComposer:
         if event.event is EventType.CONNECTION:
             self._feed_connection(event, now)
             return
+        if event.event is EventType.SYNC:
+            if not self.suppressed(now):
+                self._held.append(_sync_note(event))
+            return
         if event.event not in _FINISH_EVENTS or not self._wanted(event.event):
             return
         if self.suppressed(now):
@@ -537,6 +541,13 @@ class NotificationComposer:
         title = f"{tally.total} more downloads finished" if tally.total != 1 else "1 more download finished"
         body = _counts(tally) if tally.failed or tally.cancelled else ""
         return Notification(title, body, "normal", "summary")
+
+
+def _sync_note(e: Event) -> Notification:
+    """The one notification at the end of a playlist sync."""
+    title = "Playlist sync finished" if e.status != "error" else "Playlist sync stopped"
+    body = sanitize(e.summary or e.error or "", BODY_LIMIT, leading_dash=False)
+    return Notification(title, body, "normal" if e.status != "error" else "critical", kind="sync")
 
 
 def _single_note(e: Event) -> Notification:

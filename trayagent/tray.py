@@ -38,6 +38,7 @@ NO_MENU_HINT = (
 
 # Action names: what a menu item does, dispatched by TrayApp.
 SYNC = "sync"
+SYNC_PLAYLISTS = "sync_playlists"
 CLEAR = "clear_finished"
 RETRY = "retry_failed"
 OPEN_FOLDER = "open_folder"
@@ -136,6 +137,7 @@ class MenuModel:
         paused_until: datetime | None = None,
         download_dir: str | None = None,
         now: datetime | None = None,
+        playlists: bool = False,
     ) -> MenuModel:
         """Describe the menu for a state and the tray's notification-pause flags."""
         now = now if now is not None else datetime.now().astimezone()
@@ -163,6 +165,8 @@ class MenuModel:
             SEPARATOR,
             ItemSpec("Open slskd", OPEN_SLSKD, default=True),
             ItemSpec("Sync now", SYNC),
+            ItemSpec(state.sync_status or "Sync playlists", SYNC_PLAYLISTS,
+                     enabled=playlists and state.sync_status is None),
             ItemSpec("Clear finished", CLEAR),
             ItemSpec("Retry failed", RETRY, enabled=any_failed),
             ItemSpec("Recent", submenu=recent_menu),
@@ -489,6 +493,7 @@ class TrayApp:
             paused_until=self._paused_until,
             download_dir=download_dir,
             now=self._wall(),
+            playlists=bool(getattr(getattr(self._config, "sync", None), "playlists", ())),
         )
 
     def _compute(self) -> tuple[tuple, str, MenuModel]:
@@ -560,6 +565,8 @@ class TrayApp:
         agent.submit(agent.mark_failures_seen)
         if action == SYNC:
             agent.submit(agent.poll_now)
+        elif action == SYNC_PLAYLISTS:
+            agent.submit(agent.sync_playlists)
         elif action == CLEAR:
             agent.submit(lambda: log.info("cleared %d finished download(s)", agent.clear_finished()))
         elif action == RETRY:
