@@ -170,7 +170,7 @@ def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp
         assert agent.sync_playlists() is True
         syncs = [e for e in sink.events if e.event is EventType.SYNC]
         assert len(syncs) == 1 and syncs[0].status == "ok", syncs
-        assert syncs[0].summary == "Sync of 1 tracks: 1 downloaded"
+        assert syncs[0].summary == "Sync of 1 track: 1 downloaded"
         assert any(s and s.startswith("Sync") for s in seen) and agent.state().sync_status is None
         assert len([r for r in sim.requests if r.method == "POST" and "/transfers/downloads/" in r.path]) == 1
     finally:

@@ -453,7 +453,7 @@ class SyncReport:
             parts.append(f"{t['failed']} failed")
         if t["not_found"]:
             parts.append(f"{t['not_found']} not found")
-        text = f"Sync of {t['total']} tracks: " + ", ".join(parts)
+        text = f"Sync of {t['total']} track{'' if t['total'] == 1 else 's'}: " + ", ".join(parts)
         if self.error:
             text += f" (stopped: {self.error})"
         elif self.stopped:
