@@ -200,11 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load_config(args)
     _setup_logging(args)
     from trayagent.agent import Agent
-    from trayagent.config import state_dir
-    from trayagent.lock import AlreadyRunning, InstanceLock
+    from trayagent.lock import AlreadyRunning
 
-    lock = InstanceLock(config.state_path.parent if _state_override() else state_dir(),
-                        config.path or Path("<env>"))
+    lock = _instance_lock(config)
     try:
         lock.acquire()
     except AlreadyRunning as exc:
@@ -221,8 +219,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _state_override() -> bool:
-    return bool(os.environ.get("TRAYAGENT_STATE_DIR"))
+def _instance_lock(config: Any) -> Any:
+    """One agent per config: the lock lives beside the state it protects."""
+    from trayagent.lock import InstanceLock
+
+    return InstanceLock(config.state_path.parent, config.path or Path("<env>"))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -333,12 +334,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
     config = _load_config(args)
     _setup_logging(args)
     from trayagent.agent import Agent
-    from trayagent.config import state_dir
-    from trayagent.lock import AlreadyRunning, InstanceLock
-    from trayagent.slskd import SlskdClient, SlskdError
+    from trayagent.lock import AlreadyRunning
 
-    lock = InstanceLock(config.state_path.parent if _state_override() else state_dir(),
-                        config.path or Path("<env>"))
+    lock = _instance_lock(config)
     try:
         lock.acquire()
     except AlreadyRunning:

@@ -162,15 +162,8 @@ class NotificationsConfig:
         return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
 
     def is_quiet(self, moment: datetime) -> bool:
-        """Whether a (local) moment falls in quiet hours; ranges may cross midnight."""
-        span = self.quiet_range
-        if span is None:
-            return False
-        start, end = span
-        now = moment.time().replace(tzinfo=None)
-        if start < end:
-            return start <= now < end
-        return now >= start or now < end
+        """Whether a moment falls in quiet hours (local wall clock); ranges may cross midnight."""
+        return in_quiet_hours(self.quiet_range, moment)
 
 
 @dataclass(slots=True)
@@ -301,6 +294,18 @@ def parse_quiet_hours(text: str) -> tuple[time, time]:
     if out[0] == out[1]:
         raise ValueError("has the same start and end")
     return out[0], out[1]
+
+
+def in_quiet_hours(span: tuple[time, time] | None, moment: datetime) -> bool:
+    """Whether the local wall-clock time of `moment` is inside [start, end), across midnight."""
+    if span is None:
+        return False
+    start, end = span
+    local = moment.astimezone() if moment.tzinfo is not None else moment
+    now = local.time().replace(tzinfo=None)
+    if start < end:
+        return start <= now < end
+    return now >= start or now < end
 
 
 def _show(value: Any) -> str:

@@ -19,13 +19,14 @@ import shutil
 import subprocess
 import sys
 import threading
-from pathlib import Path
 import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Protocol
 
+from trayagent.config import in_quiet_hours, parse_quiet_hours
 from trayagent.model import Event, EventType
 
 log = logging.getLogger(__name__)
@@ -289,31 +290,10 @@ class NotificationRules:
         return cls(**values)
 
 
-def parse_quiet_hours(text: str) -> tuple[time, time] | None:
-    """'22:00-07:00' -> (start, end); '' -> None. Raises ValueError on anything else."""
+def quiet_span(text: str) -> tuple[time, time] | None:
+    """'22:00-07:00' -> (start, end); '' -> None. Raises ValueError (config's wording) otherwise."""
     text = (text or "").strip()
-    if not text:
-        return None
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", text)
-    if not m:
-        raise ValueError(f"quiet_hours must look like '22:00-07:00', got {text!r}")
-    h1, m1, h2, m2 = (int(g) for g in m.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-        raise ValueError(f"quiet_hours has an hour above 23 or a minute above 59: {text!r}")
-    start, end = time(h1, m1), time(h2, m2)
-    return None if start == end else (start, end)
-
-
-def in_quiet_hours(span: tuple[time, time] | None, moment: datetime) -> bool:
-    """Whether the local wall-clock time of `moment` is inside [start, end), across midnight."""
-    if span is None:
-        return False
-    start, end = span
-    local = moment.astimezone() if moment.tzinfo is not None else moment
-    now = local.time().replace(tzinfo=None)
-    if start < end:
-        return start <= now < end
-    return now >= start or now < end
+    return parse_quiet_hours(text) if text else None
 
 
 _FINISH_EVENTS = (EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED)
@@ -368,7 +348,7 @@ class NotificationComposer:
         self._cap = max(int(self.rules.max_per_minute), 1)
         self._conn_delay = timedelta(seconds=max(connection_delay, 0.0))
         try:
-            self._quiet = parse_quiet_hours(self.rules.quiet_hours)
+            self._quiet = quiet_span(self.rules.quiet_hours)
         except ValueError as exc:
             log.warning("ignoring quiet hours: %s", exc)
             self._quiet = None
