@@ -118,8 +118,10 @@ def test_retry_failed_reenqueues_same_peer_and_file(sim: Any, tmp_path: Path, mo
     cfg = load_config(write_config(tmp_path / "c.toml", sim.url, API_KEY), env={})
     agent = Agent(cfg)
     try:
+        assert agent.state().polled is False  # the tray says "connecting", not "unreachable"
         tid = sim.add_download("carol", "@@x\\Album\\02.flac", 123, state="InProgress")
         assert agent.poll_once()
+        assert agent.state().polled and agent.state().connected
         sim.set_state(tid, "Completed, Rejected")
         assert agent.poll_once()
         assert agent.state().failed_unseen == 1 and agent.state().recent[0].reason == "rejected"

@@ -206,3 +206,13 @@ def test_tooltip_shows_sync_progress() -> None:
     from trayagent.model import AgentState as S
 
     assert tip(S(connected=True, logged_in=True, sync_status="Sync 3/10")) == "Idle · Sync 3/10"
+
+
+def test_before_the_first_poll_it_is_connecting_not_unreachable() -> None:
+    from trayagent.icons import icon_key as key, tooltip as tip
+    from trayagent.model import AgentState as S
+
+    starting = S(connected=False, polled=False)
+    assert tip(starting) == "Connecting to slskd…"
+    assert key(starting)[0] != "disconnected"
+    assert key(S(connected=False, polled=True))[0] == "disconnected"

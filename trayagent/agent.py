@@ -239,6 +239,7 @@ class Agent:
         self._state = replace(
             self._state,
             connected=bool(self._connected),
+            polled=self._connected is not None,
             logged_in=self._logged_in,
             active=active,
             progress=tracker.progress(),

@@ -46,7 +46,7 @@ IconKey = tuple[str, int | None, bool, bool]
 
 def is_disconnected(state: AgentState) -> bool:
     """Unreachable slskd, or slskd known to be logged out of Soulseek: nothing will move."""
-    return not state.connected or state.logged_in is False
+    return (state.polled and not state.connected) or state.logged_in is False
 
 
 def is_active(state: AgentState) -> bool:
@@ -181,7 +181,9 @@ def format_rate(bytes_per_second: float) -> str:
 
 def tooltip(state: AgentState, *, paused: bool = False) -> str:
     """One line for the tray tooltip and the menu's status item, at most 127 characters."""
-    if not state.connected:
+    if not state.polled:
+        parts = ["Connecting to slskd…"]
+    elif not state.connected:
         parts = ["slskd unreachable"]
     elif state.logged_in is False:
         parts = ["slskd not logged in to Soulseek"]

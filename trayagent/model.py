@@ -360,6 +360,7 @@ class AgentState:
     """An immutable picture of the agent after a poll: what the tray draws and the menu lists."""
 
     connected: bool = False  # the last poll of slskd succeeded
+    polled: bool = True  # False only before the agent's first poll: "connecting", not "unreachable"
     logged_in: bool | None = None  # slskd logged in to the Soulseek server; None = unknown
     active: tuple[Transfer, ...] = ()  # tracked downloads not yet ended (their latest record)
     progress: Progress = field(default_factory=Progress)
