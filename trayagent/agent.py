@@ -25,7 +25,7 @@ from trayagent.model import (
     utcnow,
 )
 from trayagent.notify import Notifier
-from trayagent.slskd import SlskdClient, SlskdError, SlskdUnreachable
+from trayagent.slskd import SlskdClient, SlskdError, SlskdUnreachable, tune_allocator
 from trayagent.store import Store
 from trayagent.tracker import Rules, Tracked
 
@@ -100,6 +100,7 @@ class Agent:
             if pending:
                 log.info("delivering %d event(s) left over from the previous run", len(pending))
                 self._deliver(pending)
+        tune_allocator()
         s = self._scheduler
         s.add_job(self._poll_job, "interval", seconds=self._interval, id="poll",
                   next_run_time=datetime.now(timezone.utc))

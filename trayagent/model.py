@@ -196,29 +196,50 @@ class Transfer:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], username: str | None = None) -> Transfer | None:
         """Build from one slskd Transfer object; None if it lacks an id or a filename."""
-        tid = obj.get("id")
-        filename = obj.get("filename")
+        # Hot path: runs once per transfer per poll (tens of thousands). Exact JSON types take
+        # the inline `type(x) is ...` branch; anything else goes through the same helpers as
+        # before, so the result is identical for every input.
+        get = obj.get
+        tid = get("id")
+        filename = get("filename")
         if not isinstance(tid, str) or not tid or not isinstance(filename, str) or not filename:
             return None
-        user = obj.get("username")
+        user = get("username")
         if not isinstance(user, str) or not user:
             user = username or ""
-        state = obj.get("state")
-        exc = obj.get("exception")
-        return cls(
-            id=tid,
-            username=user,
-            filename=filename,
-            state=state if isinstance(state, str) else "None",
-            size=max(_int(obj.get("size")), 0),
-            bytes_transferred=max(_int(obj.get("bytesTransferred")), 0),
-            average_speed=_float(obj.get("averageSpeed")),
-            exception=exc if isinstance(exc, str) else None,
-            attempts=_int(obj.get("attempts")),
-            requested_at_raw=_str_or_none(obj.get("requestedAt")),
-            started_at_raw=_str_or_none(obj.get("startedAt")),
-            ended_at_raw=_str_or_none(obj.get("endedAt")),
-        )
+        state = get("state")
+        if not isinstance(state, str):
+            state = "None"
+        size = get("size")
+        if type(size) is not int:
+            size = _int(size)
+        if size < 0:
+            size = 0
+        done = get("bytesTransferred")
+        if type(done) is not int:
+            done = _int(done)
+        if done < 0:
+            done = 0
+        speed = get("averageSpeed")
+        if type(speed) is not float or speed != speed:
+            speed = _float(speed)
+        exc = get("exception")
+        if exc is not None and not isinstance(exc, str):
+            exc = None
+        attempts = get("attempts")
+        if type(attempts) is not int:
+            attempts = _int(attempts)
+        requested = get("requestedAt")
+        if requested is not None and type(requested) is not str:
+            requested = _str_or_none(requested)
+        started = get("startedAt")
+        if started is not None and type(started) is not str:
+            started = _str_or_none(started)
+        ended = get("endedAt")
+        if ended is not None and type(ended) is not str:
+            ended = _str_or_none(ended)
+        # Positional: keyword arguments cost a third more on 10k+ constructions per poll.
+        return cls(tid, user, filename, state, size, done, speed, exc, attempts, requested, started, ended)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -1,0 +1,84 @@
+"""Run a benchmark (or the agent) with the code paths as they were before the performance work.
+
+Restores the original `Transfer.from_json` (keyword construction, a helper call per field),
+parse_downloads without its pause of the cyclic GC, and skips the glibc mmap-threshold pin in
+trayagent.slskd, so "before" figures can be measured on the same machine in the same session
+as "after" ones:
+
+    .venv/bin/python benchmarks/_before.py benchmarks/poll_cost.py --sizes 1000,10000
+    TRAYAGENT_BENCH_BEFORE=1 .venv/bin/python benchmarks/idle.py   # the agent subprocess too
+    .venv/bin/python benchmarks/_before.py -m trayagent run --headless ...
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from typing import Any, Mapping
+
+os.environ["TRAYAGENT_BENCH_BEFORE"] = "1"  # benchmarks spawn their agents through this file too
+
+
+def _legacy_from_json(cls: Any, obj: Mapping[str, Any], username: str | None = None) -> Any:
+    tid = obj.get("id")
+    filename = obj.get("filename")
+    if not isinstance(tid, str) or not tid or not isinstance(filename, str) or not filename:
+        return None
+    user = obj.get("username")
+    if not isinstance(user, str) or not user:
+        user = username or ""
+    state = obj.get("state")
+    exc = obj.get("exception")
+    return cls(
+        id=tid, username=user, filename=filename,
+        state=state if isinstance(state, str) else "None",
+        size=max(_int(obj.get("size")), 0),
+        bytes_transferred=max(_int(obj.get("bytesTransferred")), 0),
+        average_speed=_float(obj.get("averageSpeed")),
+        exception=exc if isinstance(exc, str) else None,
+        attempts=_int(obj.get("attempts")),
+        requested_at_raw=_str_or_none(obj.get("requestedAt")),
+        started_at_raw=_str_or_none(obj.get("startedAt")),
+        ended_at_raw=_str_or_none(obj.get("endedAt")),
+    )
+
+
+def install() -> None:
+    import ctypes
+
+    real = ctypes.CDLL
+
+    def no_libc(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("benchmarks/_before.py: mmap threshold left dynamic")
+
+    ctypes.CDLL = no_libc  # type: ignore[assignment,misc]
+    try:
+        import trayagent.slskd  # noqa: F401  (runs its import-time tuning, now a no-op)
+    finally:
+        ctypes.CDLL = real  # type: ignore[misc]
+    import trayagent.slskd as slskd
+    from trayagent.model import Transfer, _float, _int, _str_or_none
+
+    globals().update(_float=_float, _int=_int, _str_or_none=_str_or_none)
+
+    Transfer.from_json = classmethod(_legacy_from_json)  # type: ignore[method-assign,assignment]
+    slskd.parse_downloads = slskd._parse_downloads  # without the collector pause
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args:
+        raise SystemExit(__doc__)
+    install()
+    if args[0] == "-m":
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = args
+        sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
+        runpy.run_path(args[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
