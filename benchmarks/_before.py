@@ -45,23 +45,17 @@ def _legacy_from_json(cls: Any, obj: Mapping[str, Any], username: str | None = N
 
 
 def install() -> None:
-    import ctypes
-
-    real = ctypes.CDLL
-
-    def no_libc(*args: Any, **kwargs: Any) -> Any:
-        raise OSError("benchmarks/_before.py: mmap threshold left dynamic")
-
-    ctypes.CDLL = no_libc  # type: ignore[assignment,misc]
-    try:
-        import trayagent.slskd  # noqa: F401  (runs its import-time tuning, now a no-op)
-    finally:
-        ctypes.CDLL = real  # type: ignore[misc]
+    import trayagent.agent as agent
     import trayagent.slskd as slskd
     from trayagent.model import Transfer, _float, _int, _str_or_none
 
     globals().update(_float=_float, _int=_int, _str_or_none=_str_or_none)
 
+    def dynamic_threshold() -> None:
+        """The allocator left as glibc has it: the mmap threshold stays dynamic."""
+
+    slskd.tune_allocator = dynamic_threshold
+    agent.tune_allocator = dynamic_threshold  # the agent calls the name it imported
     Transfer.from_json = classmethod(_legacy_from_json)  # type: ignore[method-assign,assignment]
     slskd.parse_downloads = slskd._parse_downloads  # without the collector pause
 
