@@ -177,3 +177,23 @@ def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp
         assert len([r for r in sim.requests if r.method == "POST" and "/transfers/downloads/" in r.path]) == 1
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_download_dir_is_learnt_from_slskd_only_when_local(sim: Any, tmp_path: Path, monkeypatch: Any, local: bool) -> None:
+    from trayagent.agent import Agent
+    from trayagent.config import load_config
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
+    sim.downloads_dir = str(tmp_path) if local else "/app/downloads-in-a-container"
+    agent = Agent(load_config(write_config(tmp_path / "c.toml", sim.url, API_KEY), env={}), watch_server=True)
+    try:
+        assert agent.state().download_dir is None
+        agent._server_job()
+        assert agent.state().download_dir == (str(tmp_path) if local else None)
+        assert agent.state().logged_in is True
+        asked = [r for r in sim.requests if r.path.endswith("/api/v0/options")]
+        agent._server_job()
+        assert len([r for r in sim.requests if r.path.endswith("/api/v0/options")]) == len(asked) == 1
+    finally:
+        agent.stop()

@@ -8,6 +8,7 @@ status). Polls, cleanups and actions are serialised by one lock; the UI reads im
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -75,6 +76,7 @@ class Agent:
         self._last_transfers: Sequence[Transfer] = ()
         self._retried: set[str] = set()
         self._sync_status: str | None = None
+        self._download_dir_known = bool(config.slskd.download_dir)
         self._sync_stop = threading.Event()
         self._sync_lock = threading.Lock()
         self._running = False
@@ -213,9 +215,31 @@ class Agent:
         except SlskdError as exc:
             log.debug("server state unavailable: %s", exc)
             return
-        if logged_in != self._logged_in:
-            self._logged_in = logged_in
+        changed = logged_in != self._logged_in
+        self._logged_in = logged_in
+        if not self._download_dir_known:
+            changed |= self._learn_download_dir()
+        if changed:
             self._publish()
+
+    def _learn_download_dir(self) -> bool:
+        """Ask slskd where downloads land, for the Recent menu; usable only if it is local.
+
+        slskd often runs on another machine or in a container, so its path is taken only when
+        that directory exists here. Asked once per run (again after an error).
+        """
+        try:
+            remote = self._client.download_directory()
+        except SlskdError as exc:
+            log.debug("download directory unavailable: %s", exc)
+            return False
+        self._download_dir_known = True
+        if remote and os.path.isdir(remote):
+            log.info("slskd saves downloads in %s", remote)
+            self._state = replace(self._state, download_dir=remote)
+            return True
+        log.info("slskd's download directory %r is not on this machine; set [slskd] download_dir", remote)
+        return False
 
     # ---------------------------------------------------------------- delivery
 

@@ -433,6 +433,9 @@ class Simulator:
         self.soulseek_username = "trayagent-sim"
         self.speedup = 1.0
         self.search_duration = 0.3
+        #: What GET /api/v0/options reports as directories.downloads / .incomplete.
+        self.downloads_dir = "/app/downloads"
+        self.incomplete_dir = "/app/incomplete"
         self.timeout_fault_seconds = 30.0
         #: How long a cancel takes to land on a live transfer (slskd cancels a token; the task fails
         #: asynchronously). 0 = the "stuck record" path: cancelled at once.
@@ -1175,6 +1178,9 @@ class Simulator:
             return allow({"GET": lambda: _json(200, VERSION)})
         if lp == ["server"]:
             return allow({"GET": lambda: _json(200, self._server_json())})
+        if lp == ["options"]:  # redacted options; only what clients read is modelled
+            return allow({"GET": lambda: _json(200, {"directories": {
+                "downloads": self.downloads_dir, "incomplete": self.incomplete_dir}})})
         if lp[:2] == ["transfers", "uploads"]:
             if n == 2:
                 return allow({"GET": lambda: _json(200, [])})

@@ -575,6 +575,14 @@ class SlskdClient:
         path = f"{API}/application"
         return self._expect_dict(self._get_json(path), f"GET {path}")
 
+    def download_directory(self) -> str | None:
+        """Where slskd saves finished downloads (options.directories.downloads), if it says."""
+        path = f"{API}/options"
+        options = self._expect_dict(self._get_json(path), f"GET {path}")
+        dirs = options.get("directories")
+        value = dirs.get("downloads") if isinstance(dirs, dict) else None
+        return value if isinstance(value, str) and value.strip() else None
+
     def server_state(self) -> ServerState:
         """Whether slskd is connected and logged in to the Soulseek server."""
         server: Any = None
