@@ -15,48 +15,24 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-from typing import Any, Mapping
 
 os.environ["TRAYAGENT_BENCH_BEFORE"] = "1"  # benchmarks spawn their agents through this file too
-
-
-def _legacy_from_json(cls: Any, obj: Mapping[str, Any], username: str | None = None) -> Any:
-    tid = obj.get("id")
-    filename = obj.get("filename")
-    if not isinstance(tid, str) or not tid or not isinstance(filename, str) or not filename:
-        return None
-    user = obj.get("username")
-    if not isinstance(user, str) or not user:
-        user = username or ""
-    state = obj.get("state")
-    exc = obj.get("exception")
-    return cls(
-        id=tid, username=user, filename=filename,
-        state=state if isinstance(state, str) else "None",
-        size=max(_int(obj.get("size")), 0),
-        bytes_transferred=max(_int(obj.get("bytesTransferred")), 0),
-        average_speed=_float(obj.get("averageSpeed")),
-        exception=exc if isinstance(exc, str) else None,
-        attempts=_int(obj.get("attempts")),
-        requested_at_raw=_str_or_none(obj.get("requestedAt")),
-        started_at_raw=_str_or_none(obj.get("startedAt")),
-        ended_at_raw=_str_or_none(obj.get("endedAt")),
-    )
 
 
 def install() -> None:
     import trayagent.agent as agent
     import trayagent.slskd as slskd
-    from trayagent.model import Transfer, _float, _int, _str_or_none
+    from trayagent.model import Transfer
 
-    globals().update(_float=_float, _int=_int, _str_or_none=_str_or_none)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import naive_from_json
 
     def dynamic_threshold() -> None:
         """The allocator left as glibc has it: the mmap threshold stays dynamic."""
 
     slskd.tune_allocator = dynamic_threshold
     agent.tune_allocator = dynamic_threshold  # the agent calls the name it imported
-    Transfer.from_json = classmethod(_legacy_from_json)  # type: ignore[method-assign,assignment]
+    Transfer.from_json = staticmethod(naive_from_json)  # type: ignore[method-assign,assignment]
     slskd.parse_downloads = slskd._parse_downloads  # without the collector pause
 
 

@@ -134,3 +134,30 @@ DOWNLOADS = "/api/v0/transfers/downloads"
 def download_polls(sim: Any) -> list[float]:
     """Monotonic arrival times of every GET of the download list."""
     return [r.at for r in sim.requests if r.method == "GET" and r.path.rstrip("/").endswith(DOWNLOADS)]
+
+
+def naive_from_json(obj: dict[str, Any], username: str | None = None) -> Any:
+    """Transfer.from_json as first written (keyword construction, a helper call per field)."""
+    tid = obj.get("id")
+    filename = obj.get("filename")
+    if not isinstance(tid, str) or not tid or not isinstance(filename, str) or not filename:
+        return None
+    user = obj.get("username")
+    if not isinstance(user, str) or not user:
+        user = username or ""
+    state = obj.get("state")
+    exc = obj.get("exception")
+    from trayagent.model import Transfer, _float, _int, _str_or_none
+
+    return Transfer(
+        id=tid, username=user, filename=filename,
+        state=state if isinstance(state, str) else "None",
+        size=max(_int(obj.get("size")), 0),
+        bytes_transferred=max(_int(obj.get("bytesTransferred")), 0),
+        average_speed=_float(obj.get("averageSpeed")),
+        exception=exc if isinstance(exc, str) else None,
+        attempts=_int(obj.get("attempts")),
+        requested_at_raw=_str_or_none(obj.get("requestedAt")),
+        started_at_raw=_str_or_none(obj.get("startedAt")),
+        ended_at_raw=_str_or_none(obj.get("endedAt")),
+    )

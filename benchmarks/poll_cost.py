@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import _common  # noqa: F401  (sys.path)
-from _common import header
+from _common import header, naive_from_json
 from gen import Session
 
 import trayagent.slskd as slskd
-from trayagent.model import Transfer, _float, _int, _str_or_none
+from trayagent.model import Transfer
 from trayagent.slskd import parse_downloads
 from trayagent.store import Store
 from trayagent.tracker import Changes, Rules, Tracked, Tracker
@@ -116,31 +116,6 @@ class NaiveTracker(Tracker):
                 if current is None or (live and current.status.terminal):
                     return key
         return None
-
-
-def naive_from_json(obj: dict[str, Any], username: str | None = None) -> Transfer | None:
-    """Transfer.from_json as first written (keyword construction, a helper call per field)."""
-    tid = obj.get("id")
-    filename = obj.get("filename")
-    if not isinstance(tid, str) or not tid or not isinstance(filename, str) or not filename:
-        return None
-    user = obj.get("username")
-    if not isinstance(user, str) or not user:
-        user = username or ""
-    state = obj.get("state")
-    exc = obj.get("exception")
-    return Transfer(
-        id=tid, username=user, filename=filename,
-        state=state if isinstance(state, str) else "None",
-        size=max(_int(obj.get("size")), 0),
-        bytes_transferred=max(_int(obj.get("bytesTransferred")), 0),
-        average_speed=_float(obj.get("averageSpeed")),
-        exception=exc if isinstance(exc, str) else None,
-        attempts=_int(obj.get("attempts")),
-        requested_at_raw=_str_or_none(obj.get("requestedAt")),
-        started_at_raw=_str_or_none(obj.get("startedAt")),
-        ended_at_raw=_str_or_none(obj.get("endedAt")),
-    )
 
 
 def naive_parse(body: bytes) -> list[Transfer]:
