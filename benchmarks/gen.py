@@ -25,8 +25,10 @@ import random
 import sys
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
+
+import _common  # noqa: F401  (sys.path)
+from trayagent.simulator import dotnet_number, format_time, format_timespan
 
 #: Share of each state in a generated list (the rest is "Completed, Succeeded" history).
 MIX = (
@@ -45,27 +47,6 @@ WORDS = (
     "blue", "night", "river", "echo", "glass", "summer", "ghost", "fire", "paper", "north",
     "velvet", "signal", "winter", "garden", "static", "golden", "hollow", "silver", "radio", "stone",
 )
-
-
-def dotnet_time(epoch: float, z: bool) -> str:
-    """.NET ISO form with 7 fractional digits; `Z` only for UTC-kind values."""
-    whole = int(epoch)
-    ticks = int(round((epoch - whole) * 10_000_000)) % 10_000_000
-    stamp = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{ticks:07d}{'Z' if z else ''}"
-
-
-def timespan(seconds: float) -> str:
-    ticks = int(round(max(seconds, 0.0) * 10_000_000))
-    hours, rem = divmod(ticks, 36_000_000_000)
-    minutes, rem = divmod(rem, 600_000_000)
-    secs, frac = divmod(rem, 10_000_000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{frac:07d}"
-
-
-def _num(value: float) -> float | int:
-    """System.Text.Json writes integral doubles without a fraction ("0", not "0.0")."""
-    return int(value) if value.is_integer() else value
 
 
 @dataclass(slots=True)
@@ -92,15 +73,15 @@ class Rec:
             "filename": self.filename,
             "size": self.size,
             "state": self.state,
-            "requestedAt": dotnet_time(self.requested, False),
-            "enqueuedAt": dotnet_time(self.requested + 0.8, False),
+            "requestedAt": format_time(self.requested, False),
+            "enqueuedAt": format_time(self.requested + 0.8, False),
         }
         if self.started is not None:
-            out["startedAt"] = dotnet_time(self.started, True)
+            out["startedAt"] = format_time(self.started, True)
         if self.ended is not None:
-            out["endedAt"] = dotnet_time(self.ended, True)
+            out["endedAt"] = format_time(self.ended, True)
         out["bytesTransferred"] = self.done
-        out["averageSpeed"] = _num(self.speed)
+        out["averageSpeed"] = dotnet_number(self.speed)
         if self.place is not None:
             out["placeInQueue"] = self.place
         if self.exception is not None:
@@ -109,10 +90,10 @@ class Rec:
         out["removed"] = False
         out["bytesRemaining"] = self.size - self.done
         if self.started is not None:
-            out["elapsedTime"] = timespan((self.ended or now) - self.started)
-        out["percentComplete"] = _num(round(self.done / self.size * 100, 4)) if self.size else 0
+            out["elapsedTime"] = format_timespan((self.ended or now) - self.started)
+        out["percentComplete"] = dotnet_number(round(self.done / self.size * 100, 4)) if self.size else 0
         if self.speed > 0 and self.ended is None:
-            out["remainingTime"] = timespan((self.size - self.done) / self.speed)
+            out["remainingTime"] = format_timespan((self.size - self.done) / self.speed)
         return out
 
 

@@ -120,7 +120,7 @@ def format_timespan(seconds: float) -> str:
     return out + (f".{frac:07d}" if frac else "")
 
 
-def _num(value: float) -> float | int:
+def dotnet_number(value: float) -> float | int:
     """System.Text.Json writes integral doubles without a fraction ("3", not "3.0")."""
     if math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
         return int(value)
@@ -207,7 +207,7 @@ class _Record:
         if self.ended_at is not None:
             out["endedAt"] = format_time(self.ended_at, True)
         out["bytesTransferred"] = self.bytes_transferred
-        out["averageSpeed"] = _num(self.average_speed)
+        out["averageSpeed"] = dotnet_number(self.average_speed)
         if self.place_in_queue is not None:
             out["placeInQueue"] = self.place_in_queue
         if self.exception is not None:
@@ -219,7 +219,7 @@ class _Record:
         if self.started_at is not None:
             end = self.ended_at if self.ended_at is not None else now
             out["elapsedTime"] = format_timespan(max(end - self.started_at, 0.0))
-        out["percentComplete"] = _num(self.bytes_transferred / self.size * 100) if self.size else 0
+        out["percentComplete"] = dotnet_number(self.bytes_transferred / self.size * 100) if self.size else 0
         if self.average_speed > 0:
             out["remainingTime"] = format_timespan(remaining / self.average_speed)
         return out
