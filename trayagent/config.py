@@ -15,7 +15,7 @@ import math
 import os
 import secrets as _secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Mapping
@@ -155,6 +155,17 @@ class NotificationsConfig:
     batch_window: float = 3.0
     max_per_minute: int = 6
     quiet_hours: str = ""
+
+    @classmethod
+    def from_config(cls, settings: Any) -> NotificationsConfig:
+        """This section from a whole Config, the section itself, anything shaped like it, or None."""
+        if settings is None:
+            return cls()
+        settings = getattr(settings, "notifications", settings)
+        if isinstance(settings, cls):
+            return settings
+        defaults = cls()
+        return cls(**{f.name: getattr(settings, f.name, getattr(defaults, f.name)) for f in fields(cls)})
 
     @property
     def quiet_range(self) -> tuple[time, time] | None:

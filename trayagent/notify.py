@@ -26,7 +26,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Protocol
 
-from trayagent.config import in_quiet_hours, parse_quiet_hours
+from trayagent.config import NotificationsConfig, in_quiet_hours, parse_quiet_hours
 from trayagent.model import Event, EventType
 
 log = logging.getLogger(__name__)
@@ -266,28 +266,8 @@ class Notification:
     kind: str = "downloads"  # downloads / summary / connection_lost / connection_restored
 
 
-@dataclass(frozen=True, slots=True)
-class NotificationRules:
-    """The settings the composer needs; built from config.notifications (duck-typed)."""
-
-    enabled: bool = True
-    on_completed: bool = True
-    on_failed: bool = True
-    on_cancelled: bool = False
-    on_connection: bool = True
-    batch_window: float = 3.0
-    max_per_minute: int = 6
-    quiet_hours: str = ""
-
-    @classmethod
-    def from_config(cls, settings: Any) -> NotificationRules:
-        """Accept config.notifications, a whole Config, or None (defaults)."""
-        if settings is None:
-            return cls()
-        settings = getattr(settings, "notifications", settings)
-        defaults = cls()
-        values = {name: getattr(settings, name, getattr(defaults, name)) for name in cls.__slots__}
-        return cls(**values)
+#: The composer reads the [notifications] config section as it is; one definition of the settings.
+NotificationRules = NotificationsConfig
 
 
 def quiet_span(text: str) -> tuple[time, time] | None:
