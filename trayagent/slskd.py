@@ -163,6 +163,21 @@ def parse_downloads(body: bytes | str) -> list[Transfer]:
             gc.enable()
 
 
+def _collect(files: list[Any], user: str | None, out: list[Transfer]) -> int:
+    """Append one user's (or one directory's) transfers to `out`; returns how many were junk."""
+    append = out.append
+    from_json = Transfer.from_json
+    skipped = 0
+    for obj in files:
+        if type(obj) is dict:
+            transfer = from_json(obj, user)
+            if transfer is not None:
+                append(transfer)
+                continue
+        skipped += 1
+    return skipped
+
+
 def _parse_downloads(body: bytes | str) -> list[Transfer]:
     data = _load_json(body, "the download list")
     if isinstance(data, dict):
@@ -173,7 +188,6 @@ def _parse_downloads(body: bytes | str) -> list[Transfer]:
         raise SlskdBadResponse(f"slskd sent {type(data).__name__} where the download list belongs")
 
     out: list[Transfer] = []
-    append = out.append
     from_json = Transfer.from_json
     skipped = 0
     for group in groups:
@@ -190,7 +204,7 @@ def _parse_downloads(body: bytes | str) -> list[Transfer]:
             if transfer is None:
                 skipped += 1
             else:
-                append(transfer)
+                out.append(transfer)
             continue
         if type(directories) is list:
             for directory in directories:
@@ -198,23 +212,10 @@ def _parse_downloads(body: bytes | str) -> list[Transfer]:
                     skipped += 1
                     continue
                 files = directory.get("files")
-                if type(files) is not list:
-                    continue
-                for obj in files:
-                    if type(obj) is dict:
-                        transfer = from_json(obj, user)
-                        if transfer is not None:
-                            append(transfer)
-                            continue
-                    skipped += 1
+                if type(files) is list:
+                    skipped += _collect(files, user, out)
         if type(flat) is list:
-            for obj in flat:
-                if type(obj) is dict:
-                    transfer = from_json(obj, user)
-                    if transfer is not None:
-                        append(transfer)
-                        continue
-                skipped += 1
+            skipped += _collect(flat, user, out)
     if skipped:
         log.debug("download list: skipped %d malformed entries, kept %d", skipped, len(out))
     return out
