@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import socket
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from conftest import API_KEY
 
 from trayagent import doctor
 from trayagent.doctor import run_doctor
@@ -15,15 +15,8 @@ from trayagent.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
-KEY = "doctor-test-key-0123456789"
+KEY = API_KEY  # the shared `sim` fixture (tests/conftest.py) uses this key
 
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = Simulator(api_key=KEY)
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,9 @@ import io
 import socket
 import stat
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from conftest import API_KEY
 
 from trayagent.config import load_config
 from trayagent.setup_wizard import normalize_url, run_init
@@ -16,15 +16,8 @@ from trayagent.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
-KEY = "wizard-test-key-0123456789"
+KEY = API_KEY  # the shared `sim` fixture (tests/conftest.py) uses this key
 
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = Simulator(api_key=KEY)
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
