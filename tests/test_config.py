@@ -524,7 +524,8 @@ def test_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         assert log_dir().is_relative_to(tmp_path / "xdg" / "trayagent")
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
     cfg = Config(slskd=SlskdConfig(url="http://127.0.0.1:5030"))
-    assert cfg.state_path == tmp_path / "state" / "trayagent.sqlite3"
+    assert cfg.state_path.parent == tmp_path / "state"
+    assert cfg.state_path.name.startswith("slskd-") and cfg.state_path.suffix == ".sqlite3"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
