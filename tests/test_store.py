@@ -112,7 +112,7 @@ def test_history_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "s.sqlite3"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="cannot open state file"):
+    with pytest.raises(StoreError, match="cannot open the state database .*: it is damaged"):
         Store(bad)
 
 
