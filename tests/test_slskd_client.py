@@ -653,7 +653,8 @@ def test_parse_skips_junk_and_counts_it(caplog: pytest.LogCaptureFixture) -> Non
     caplog.set_level(logging.DEBUG, logger="trayagent.slskd")
     got = parse_downloads(json.dumps(body))
     assert [t.id for t in got] == [GUID, GUID2]
-    assert "skipped 7 malformed entries, kept 2" in caplog.text
+    assert got.skipped == 8  # a directory whose files are not a list counts too
+    assert "skipped 8 malformed entries, kept 2" in caplog.text
 
 
 def test_parse_missing_fields_get_defaults() -> None:

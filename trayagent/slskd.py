@@ -138,16 +138,34 @@ def _load_json(body: bytes | str, what: str) -> Any:
         return _loads(body)
     except _JSON_ERRORS as exc:
         detail = _one_line(str(exc))[:100]
-        raise SlskdBadResponse(f"slskd sent invalid JSON for {what}: {detail}") from None
+    if orjson is not None:
+        # orjson refuses a lone surrogate escape ("\ud800"), which is legal in slskd's .NET
+        # strings; the stdlib parser keeps it, so one odd file name does not fail every poll.
+        try:
+            return json.loads(body)
+        except (ValueError, TypeError):
+            pass
+    raise SlskdBadResponse(f"slskd sent invalid JSON for {what}: {detail}")
 
 
-def parse_downloads(body: bytes | str) -> list[Transfer]:
+class Downloads(list[Transfer]):
+    """A parsed download list; `skipped` counts the records in it that could not be read."""
+
+    skipped: int = 0
+
+
+def parse_downloads(body: bytes | str, *, listing: bool = False) -> Downloads:
     """Parse a GET transfers/downloads body (or a single user's group) into Transfers.
 
     Accepts the nested shape [{username, directories: [{directory, files}]}], the flat shape
     [{username, files}], a single group object, and a bare list of transfer objects. Junk
     entries are skipped and counted; broken JSON or a wrong top-level type raises
     SlskdBadResponse.
+
+    `listing=True` is for GET transfers/downloads itself, which is always a list: anything else
+    with a 200 (`{}`, `{"message": ...}` from a proxy, records that are all junk) raises
+    SlskdBadResponse instead of reading as "slskd lists nothing", which would fail every
+    tracked download as missing.
     """
     # The JSON tree and the Transfers built from it hold no cycles: reference counting frees
     # them. Their 100k+ container allocations (at 50k transfers) would otherwise set off full
@@ -157,7 +175,7 @@ def parse_downloads(body: bytes | str) -> list[Transfer]:
     if paused:
         gc.disable()
     try:
-        return _parse_downloads(body)
+        return _parse_downloads(body, listing)
     finally:
         if paused:
             gc.enable()
@@ -178,16 +196,16 @@ def _collect(files: list[Any], user: str | None, out: list[Transfer]) -> int:
     return skipped
 
 
-def _parse_downloads(body: bytes | str) -> list[Transfer]:
+def _parse_downloads(body: bytes | str, listing: bool) -> Downloads:
     data = _load_json(body, "the download list")
-    if isinstance(data, dict):
+    if isinstance(data, dict) and not listing:
         groups: list[Any] = [data]
     elif isinstance(data, list):
         groups = data
     else:
-        raise SlskdBadResponse(f"slskd sent {type(data).__name__} where the download list belongs")
+        raise SlskdBadResponse(f"slskd sent {_json_kind(data)} where the download list belongs")
 
-    out: list[Transfer] = []
+    out = Downloads()
     from_json = Transfer.from_json
     skipped = 0
     for group in groups:
@@ -206,19 +224,37 @@ def _parse_downloads(body: bytes | str) -> list[Transfer]:
             else:
                 out.append(transfer)
             continue
+        if type(directories) is not list and type(flat) is not list:
+            skipped += 1  # neither a group nor a transfer: {"message": ...} and the like
+            continue
         if type(directories) is list:
             for directory in directories:
-                if type(directory) is not dict:
+                files = directory.get("files") if type(directory) is dict else None
+                if type(files) is not list:
                     skipped += 1
                     continue
-                files = directory.get("files")
-                if type(files) is list:
-                    skipped += _collect(files, user, out)
+                skipped += _collect(files, user, out)
         if type(flat) is list:
             skipped += _collect(flat, user, out)
     if skipped:
         log.debug("download list: skipped %d malformed entries, kept %d", skipped, len(out))
+        if listing and not out:
+            raise SlskdBadResponse(
+                f"slskd sent a download list of {skipped} record(s) and none is a transfer (no id or file name)")
+    out.skipped = skipped
     return out
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words, without echoing its content."""
+    if isinstance(value, dict):
+        keys = ", ".join(sorted(str(k) for k in value)[:5])
+        return f"an object ({'keys: ' + _trim(keys, 80) if keys else 'empty'})"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -482,11 +518,14 @@ class SlskdClient:
 
     # ----------------------------------------------------------------- transfers
 
-    def list_downloads(self, include_removed: bool = False) -> list[Transfer]:
-        """Every download slskd still lists (optionally with soft-removed history)."""
+    def list_downloads(self, include_removed: bool = False) -> Downloads:
+        """Every download slskd still lists (optionally with soft-removed history).
+
+        A 200 whose body is not a download list raises SlskdBadResponse (see parse_downloads).
+        """
         params = {"includeRemoved": "true"} if include_removed else None
         resp = self._request("GET", f"{API}/transfers/downloads", params=params)
-        return parse_downloads(resp.content)
+        return parse_downloads(resp.content, listing=True)
 
     def get_download(self, username: str, transfer_id: str) -> Transfer:
         """One download by id (slskd returns it even after it was removed from the list)."""
@@ -666,6 +705,6 @@ def _quiet_insecure_warning() -> None:
 
 
 __all__ = [
-    "EnqueueResult", "ServerState", "SlskdBadResponse", "SlskdBusy", "SlskdClient", "SlskdError",
+    "Downloads", "EnqueueResult", "ServerState", "SlskdBadResponse", "SlskdBusy", "SlskdClient", "SlskdError",
     "SlskdInvalidArgument", "SlskdNotFound", "SlskdUnauthorized", "SlskdUnreachable", "parse_downloads",
 ]

@@ -160,8 +160,13 @@ class Tracker:
 
     # --------------------------------------------------------------- reconcile
 
-    def reconcile(self, transfers: Sequence[Transfer], now: datetime) -> Changes:
-        """Fold one successful poll into the queues. Never call it for a failed poll."""
+    def reconcile(self, transfers: Sequence[Transfer], now: datetime, complete: bool = True) -> Changes:
+        """Fold one successful poll into the queues. Never call it for a failed poll.
+
+        `complete=False` says slskd listed records that could not be read: what is absent
+        may be among them, so absence counts for nothing in that poll (rule 3), while every
+        record that was read is reconciled as usual.
+        """
         ch = Changes()
         matched: dict[str, Transfer] = {}
         unmatched: list[Transfer] = []
@@ -200,7 +205,7 @@ class Tracker:
             if key in self._tracked and d.persistent() != before:
                 ch.upserts[key] = d
 
-        for key in [k for k in self._tracked if k not in matched]:
+        for key in [k for k in self._tracked if k not in matched] if complete else ():
             d = self._tracked[key]
             before = d.persistent()
             self._absent(d, now, ch)
@@ -212,7 +217,7 @@ class Tracker:
             ch.initialized = True
 
         self._polls += 1
-        if self._polls % self.FORGET_EVERY == 0:
+        if complete and self._polls % self.FORGET_EVERY == 0:
             self._forget_absent(transfers, ch)
         return ch
 
