@@ -25,15 +25,15 @@ from trayagent.model import (
     Transfer,
     utcnow,
 )
+from trayagent.config import legacy_state_path
+from trayagent.delivery import Delivery
 from trayagent.notify import Notifier
-from trayagent.slskd import SlskdClient, SlskdError, SlskdUnreachable, tune_allocator
-from trayagent.store import Store
-from trayagent.tracker import Rules, Tracked
+from trayagent.slskd import Downloads, SlskdClient, SlskdError, SlskdUnreachable, tune_allocator
+from trayagent.store import Store, StoreError, open_store
+from trayagent.tracker import Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
-#: How many removable transfers make the bulk endpoint worth its conditions.
-BULK_CLEAR_MIN = 25
 SERVER_STATE_INTERVAL = 30.0
 ALL_OUTCOMES = frozenset({"succeeded", "cancelled", "failed"})
 
@@ -52,16 +52,20 @@ class Agent:
     ) -> None:
         self.config = config
         self._client = client if client is not None else SlskdClient(config.slskd)
-        self._store = store if store is not None else Store(config.state_path)
+        self._store = store if store is not None else open_store(config.state_path, legacy_state_path())
         t = config.tracking
-        self._tracker = self._store.load_tracker(
-            Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
-                  restart_window=t.restart_window)
-        )
+        self._rules = Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
+                            restart_window=t.restart_window)
+        self._tracker: Tracker = self._store.load_tracker(self._rules)
+        self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
+        self._store_failing = False
+        self._unreadable_warned = False
         self._clock = clock
         self._watch_server = watch_server
         self._lock = threading.RLock()
+        self._clear_lock = threading.Lock()
         self._notifiers: list[Notifier] = []
+        self._delivery = Delivery(self._store)
         self._subscribers: list[StateCallback] = []
         self._scheduler = BackgroundScheduler(
             timezone=timezone.utc,
@@ -86,8 +90,18 @@ class Agent:
 
     # ------------------------------------------------------------ public API
 
-    def add_notifier(self, notifier: Notifier) -> None:
+    def add_notifier(self, notifier: Notifier, name: str | None = None) -> None:
+        """Add a consumer of events; its progress through them is kept under `name`.
+
+        The default name is the notifier's class name, so the same kind of sink in the next
+        run carries on where this one stopped, without repeats.
+        """
         self._notifiers.append(notifier)
+        self._delivery.add(notifier, name)
+
+    @property
+    def notifiers(self) -> list[Notifier]:
+        return list(self._notifiers)
 
     def subscribe(self, callback: StateCallback) -> None:
         self._subscribers.append(callback)
@@ -96,12 +110,14 @@ class Agent:
         return self._state
 
     def start(self) -> None:
-        """Deliver what a previous run committed but never delivered, then start polling."""
-        with self._lock:
-            pending = self._store.pending_events()
-            if pending:
-                log.info("delivering %d event(s) left over from the previous run", len(pending))
-                self._deliver(pending)
+        """Deliver what a previous run committed but never delivered, then start polling.
+
+        A running agent always has a consumer: with no sink attached, the log (where each
+        event is written as it is recorded) is where events are reported.
+        """
+        if not self._notifiers:
+            self.add_notifier(_LogConsumer(), "log")
+        self._delivery.start()
         tune_allocator()
         s = self._scheduler
         s.add_job(self._poll_job, "interval", seconds=self._interval, id="poll",
@@ -120,12 +136,8 @@ class Agent:
         if self._running:
             self._running = False
             self._scheduler.shutdown(wait=True)
+        self._delivery.stop()
         with self._lock:
-            for n in self._notifiers:
-                try:
-                    n.close()
-                except Exception:  # noqa: BLE001 - a notifier never stops shutdown
-                    log.exception("notifier failed to close")
             self._client.close()
             self._store.close()
 
@@ -155,23 +167,68 @@ class Agent:
     # ----------------------------------------------------------------- polling
 
     def poll_once(self) -> bool:
-        """One poll: fetch, reconcile, commit, deliver. False if slskd could not be read."""
+        """One poll: fetch, reconcile, commit, deliver.
+
+        False if slskd could not be read or the state could not be saved; either way the
+        poll counts for nothing and the tracker is as it was before it (reloaded from the
+        store after a failed commit), so the next poll redoes the work.
+        """
         with self._lock:
+            if self._tracker_stale and not self._reload_tracker():
+                return False
             try:
                 transfers = self._client.list_downloads()
             except SlskdError as exc:
                 self._on_failure(exc)
                 return False
             now = self._clock()
-            changes = self._tracker.reconcile(transfers, now)
-            events = self._store.commit(changes)
+            unreadable = transfers.skipped if isinstance(transfers, Downloads) else 0
+            self._note_unreadable(unreadable)
+            changes = self._tracker.reconcile(transfers, now, complete=not unreadable)
+            try:
+                events = self._store.commit(changes)
+            except StoreError as exc:
+                self._on_store_failure(exc)
+                return False
+            if self._store_failing:
+                self._store_failing = False
+                log.warning("state saved again")
             self._last_transfers = transfers
             self.polls += 1
             self._on_success()
             if events:
-                self._deliver(events)
+                self._recorded(events)
+                self._delivery.committed()
             self._publish()
             return True
+
+    def _on_store_failure(self, exc: StoreError) -> None:
+        """The commit failed: nothing of this poll happened. Put the tracker back as committed."""
+        self._last_error = str(exc)
+        if not self._store_failing:
+            self._store_failing = True
+            log.warning("%s; this poll is redone once the state can be saved", exc)
+        else:
+            log.debug("state still cannot be saved: %s", exc)
+        self._tracker_stale = True
+        self._reload_tracker()
+        self._publish()
+
+    def _reload_tracker(self) -> bool:
+        try:
+            self._tracker = self._store.load_tracker(self._rules)
+        except StoreError as exc:
+            log.debug("tracker not reloaded yet: %s", exc)
+            return False
+        self._tracker_stale = False
+        return True
+
+    def _note_unreadable(self, count: int) -> None:
+        """Say once per spell that slskd listed records without an id or a file name."""
+        if count and not self._unreadable_warned:
+            log.warning("slskd listed %d record(s) without an id or file name; they are ignored, and no "
+                        "download counts as missing while such records are listed", count)
+        self._unreadable_warned = bool(count)
 
     def _poll_job(self) -> None:
         ok = self.poll_once()
@@ -243,20 +300,17 @@ class Agent:
 
     # ---------------------------------------------------------------- delivery
 
-    def _deliver(self, events: list[Event]) -> None:
+    def _recorded(self, events: list[Event]) -> None:
+        """Log each committed event once (redeliveries are not logged again)."""
         for ev in events:
-            if ev.event in (EventType.CONNECTION, EventType.SYNC):
-                continue
             log.info("%s: %r from %r%s", ev.event.value, ev.filename, ev.username,
                      f" ({ev.reason})" if ev.reason else "")
             if ev.event is EventType.FAILED:
                 self._failed_unseen += 1
-        for n in self._notifiers:
-            try:
-                n.notify(events)
-            except Exception:  # noqa: BLE001 - a broken sink never stops the agent
-                log.exception("notifier %s failed", type(n).__name__)
-        self._store.ack(events)
+
+    def _deliver(self, events: list[Event]) -> None:
+        """Offer transient events (connection, sync): not kept, not repeated."""
+        self._delivery.transient(events)
 
     def _publish(self) -> None:
         tracker = self._tracker
@@ -292,45 +346,40 @@ class Agent:
         return self.clear(ALL_OUTCOMES, 0.0)
 
     def clear(self, outcomes: Iterable[str], min_age: float) -> int:
-        """Remove ended transfers from slskd, never one whose end is not yet recorded.
+        """Remove ended transfers from slskd, each by its id, never one whose end is not committed.
 
-        A fresh poll is reconciled and committed first, so everything that has ended by
-        then is recorded (and reported) before anything is removed.
+        A fresh poll is reconciled and committed first, so everything that has ended by then
+        is recorded (and reported) before anything is removed. Removal is transfer by transfer:
+        slskd's bulk `all/completed` removes whatever is complete when it runs, including a
+        download that appeared and finished after this poll, unreported.
         """
         wanted = {Kind(o) for o in outcomes}
-        with self._lock:
-            if not self.poll_once():
-                return 0
-            now = self._clock()
-            removable: list[Transfer] = []
-            blocked = False  # something that could still finish, or an end not recorded
-            for t in self._last_transfers:
-                outcome = self._tracker.recorded_outcome(t.id)
-                if outcome is None or not t.status.terminal:
-                    blocked = True
-                    continue
-                if outcome in wanted and _old_enough(t, now, min_age):
-                    removable.append(t)
-                else:
-                    blocked = True
-            if not removable:
-                return 0
-            if not blocked and len(removable) >= BULK_CLEAR_MIN:
-                try:
-                    self._client.clear_completed()
-                    return len(removable)
-                except SlskdError as exc:
-                    log.warning("bulk clear failed (%s); removing one by one", exc)
-            removed = 0
-            for t in removable:
-                try:
-                    self._client.remove_download(t.username, t.id)
-                    removed += 1
-                except SlskdError as exc:
+        with self._clear_lock:
+            with self._lock:
+                if not self.poll_once():
+                    return 0
+                now = self._clock()
+                recorded = self._tracker.recorded_outcome
+                removable = [t for t in self._last_transfers
+                             if t.status.terminal and recorded(t.id) in wanted and _old_enough(t, now, min_age)]
+            return self._remove(removable)
+
+    def _remove(self, transfers: list[Transfer]) -> int:
+        """DELETE each one (outside the poll lock: polls go on meanwhile); returns how many went."""
+        removed = failed = 0
+        for t in transfers:
+            try:
+                self._client.remove_download(t.username, t.id)
+                removed += 1
+            except SlskdError as exc:
+                failed += 1
+                if failed == 1:
                     log.warning("could not remove %r: %s", t.filename, exc)
-                    if isinstance(exc, SlskdUnreachable):
-                        break
-            return removed
+                if isinstance(exc, SlskdUnreachable):
+                    break
+        if failed > 1:
+            log.warning("could not remove %d finished transfer(s) in all", failed)
+        return removed
 
     # ------------------------------------------------------------------- sync
 
@@ -392,6 +441,21 @@ class Agent:
         if count:
             self.poll_now()
         return count
+
+
+class _LogConsumer:
+    """The consumer of a running agent that has no other sink: the agent's log.
+
+    Every event is logged as it is recorded (Agent._recorded), so taking it here is a no-op.
+    Only a running agent has it: `trayagent clear` with no agent running has no consumer
+    and leaves its events in the outbox for the agent's next start.
+    """
+
+    def notify(self, events: Iterable[Event]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _old_enough(t: Transfer, now: datetime, min_age: float) -> bool:
