@@ -250,7 +250,7 @@ class Agent:
         self._failures += 1
         self._last_error = str(exc)
         if self._connected is not False:
-            log.warning("slskd unreachable: %s", exc)
+            log.warning("slskd %s: %s", "unreachable" if isinstance(exc, SlskdUnreachable) else "cannot be read", exc)
             self._connected = False
             self._deliver([Event(EventType.CONNECTION, self._clock(), status="lost", error=str(exc))])
         else:

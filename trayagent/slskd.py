@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 
 from trayagent.config import SlskdConfig
+from trayagent.errors import TrayagentError
 from trayagent.logs import register_secret
 from trayagent.model import Transfer
 
@@ -75,7 +76,7 @@ _insecure_warned = False
 # --------------------------------------------------------------------------- errors
 
 
-class SlskdError(Exception):
+class SlskdError(TrayagentError):
     """Any failure talking to slskd. `status` is the HTTP status when there was one."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

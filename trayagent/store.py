@@ -59,9 +59,11 @@ def describe(exc: BaseException, path: Path, doing: str) -> str:
     text = str(exc) or type(exc).__name__
     low = text.lower()
     if "locked" in low or "busy" in low:
-        why = "another program holds a lock on it; it is tried again"
+        why = "another program holds a lock on it"
     elif "full" in low:
         why = "the disk is full; free some space (nothing is lost meanwhile)"
+    elif "i/o" in low:
+        why = "the disk refused the write (full, over a size limit, or failing); nothing is lost meanwhile"
     elif "readonly" in low or "read-only" in low or "unable to open" in low or isinstance(exc, PermissionError):
         why = f"it cannot be written ({text}): check that {path.parent} is writable"
     elif "not a database" in low or "malformed" in low or "corrupt" in low or "no such table" in low \
