@@ -51,6 +51,10 @@ def lock_name(config_path: str | os.PathLike[str]) -> str:
     return f"trayagent-{digest}.lock"
 
 
+class LockError(TrayagentError):
+    """The lock file cannot be created or locked (a read-only state directory, say)."""
+
+
 class InstanceLock:
     """Single-instance lock; use as a context manager or acquire/release.
 
@@ -79,9 +83,13 @@ class InstanceLock:
         """Take the lock or raise AlreadyRunning(pid). A no-op if this object holds it."""
         if self._fd is not None:
             return
-        make_private_dir(self.state_dir)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(self.path, flags, 0o600)
+        try:
+            make_private_dir(self.state_dir)
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise LockError(f"cannot create the lock file {self.path}: {exc.strerror or exc}; "
+                            f"check that {self.state_dir} is a directory you can write") from None
         try:
             if not _try_lock(fd):
                 raise AlreadyRunning(self._read_pid(fd), self.path)
@@ -197,4 +205,4 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-__all__ = ["AlreadyRunning", "InstanceLock", "lock_name"]
+__all__ = ["AlreadyRunning", "InstanceLock", "LockError", "lock_name"]
