@@ -538,3 +538,32 @@ def test_world_readable_file_with_secret_warns(tmp_path: Path, caplog: pytest.Lo
     os.chmod(path, 0o600)
     load_config(path, env=NO_ENV)
     assert "readable by others" not in caplog.text
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ("http://LocalHost:5030", "http://localhost:5030/", True),
+    ("http://localhost", "http://localhost:80", True),
+    ("https://localhost", "https://localhost:443//", True),
+    ("http://host:5030/slskd/", "http://host:5030//slskd", True),
+    ("http://host:5030", "http://host:5031", False),
+    ("http://host:5030/a", "http://host:5030/b", False),
+    ("http://[::1]:5030", "http://[::1]:5030/", True),
+])
+def test_state_is_keyed_by_the_normalised_slskd_url(a: str, b: str, same: bool, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from trayagent.config import instance_state_path
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path))
+    assert (instance_state_path(a) == instance_state_path(b)) is same
+    assert instance_state_path(a).parent == tmp_path
+
+
+def test_private_dir_is_0700_under_any_umask(tmp_path: Path) -> None:
+    from trayagent.config import make_private_dir
+
+    old = os.umask(0)
+    try:
+        make_private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700

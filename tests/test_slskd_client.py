@@ -721,3 +721,40 @@ def test_parse_large_list_is_complete() -> None:
     got = parse_downloads(json.dumps(groups).encode())
     assert len(got) == 10_000
     assert len({t.id for t in got}) == 10_000
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"{}", "an object (empty)"),
+    (b'{"message": "Service Unavailable"}', "an object (keys: message)"),
+    (b'"maintenance"', "a string"),
+    (b"null", "null"),
+    (b'[{"message": "x"}, {"username": "a", "directories": [{"files": [{"filename": "f"}]}]}]', "none is a transfer"),
+])
+def test_list_downloads_refuses_a_200_that_is_not_a_download_list(mock: responses.RequestsMock, body: bytes,
+                                                                  needle: str) -> None:
+    """Issue 14.2: read as "slskd lists nothing", such a body failed every download as missing."""
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
+    with pytest.raises(SlskdBadResponse) as info:
+        key_client().list_downloads()
+    assert needle in str(info.value)
+
+
+def test_list_downloads_keeps_good_records_and_counts_the_unreadable(mock: responses.RequestsMock) -> None:
+    body = nested(transfer(), {"filename": "no id"}) + [{"message": "x"}]
+    mock.get(f"{BASE}/api/v0/transfers/downloads", json=body, status=200)
+    got = key_client().list_downloads()
+    assert [t.id for t in got] == [GUID] and got.skipped == 2
+
+
+def test_an_empty_download_list_is_fine(mock: responses.RequestsMock) -> None:
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=b"[]", status=200)
+    got = key_client().list_downloads()
+    assert got == [] and got.skipped == 0
+
+
+def test_lone_surrogate_does_not_fail_the_whole_list() -> None:
+    """Issue 14.6: slskd's .NET strings may hold a lone surrogate; orjson refuses the body."""
+    body = json.dumps(nested(transfer(filename="bad \ud800 name.flac"), transfer(id=GUID2)))
+    assert "\\ud800" in body
+    got = parse_downloads(body.encode(), listing=True)
+    assert [t.filename for t in got] == ["bad \ud800 name.flac", transfer()["filename"]]

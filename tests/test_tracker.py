@@ -283,3 +283,18 @@ def test_event_payload_carries_the_raw_fields(tracker: Tracker) -> None:
     assert js["event"] == "failed" and js["filename"] == hostile and js["username"] == "-bob"
     assert js["size"] == 77 and js["reason"] == "rejected" and js["at"].endswith("Z")
     assert ev.event is EventType.FAILED
+
+
+def test_a_poll_with_unreadable_records_counts_no_one_missing(tracker: Tracker) -> None:
+    """Issue 14.2: an absent download may be among the records that could not be read."""
+    a, b = gid(), gid()
+    tracker.reconcile([tr(a, "InProgress", name="a"), tr(b, "InProgress", name="b")], at(0))
+    for i in range(1, 6):
+        ch = tracker.reconcile([tr(b, "Completed, Succeeded", name="b")] if i == 1 else [], at(i), complete=False)
+        assert "failed" not in kinds(ch)
+        if i == 1:
+            assert kinds(ch) == ["completed"], "the readable records still count"
+    assert [d.key for d in tracker.active] == [a]
+    for i in range(3):
+        ch = tracker.reconcile([], at(10 + i))
+    assert kinds(ch) == ["failed"] and ch.events[0].reason == "missing"
