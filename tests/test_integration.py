@@ -145,7 +145,7 @@ def test_killed_agent_reports_what_ended_while_it_was_down_once(make_agent: Any,
     during = sim.add_download("alice", ALBUM + "11.flac", 100, state="InProgress")
     a1.wait_event("started", id=during)
     sim.set_state(done_before, "Completed, Succeeded", bytes_transferred=100)
-    a1.wait_event("completed", id=done_before)
+    first_report = a1.wait_event("completed", id=done_before)
     a1.kill()
     sim.set_state(during, "Completed, Succeeded", bytes_transferred=100)
     unseen = sim.add_download("bob", ALBUM + "12.flac", 100, state="Completed, Succeeded")
@@ -153,7 +153,11 @@ def test_killed_agent_reports_what_ended_while_it_was_down_once(make_agent: Any,
     a2.wait_event("completed", id=during)
     a2.wait_event("completed", id=unseen)
     quiet_for(a2, 1.0)
-    assert not a2.of("completed", id=done_before), "an end reported before the kill was repeated"
+    # A kill -9 right after a line is written and before its delivery is recorded may repeat that
+    # one line, with the same seq so a consumer drops it (README); never as a new report.
+    again = a2.of("completed", id=done_before)
+    assert all(e["seq"] == first_report["seq"] for e in again), "an end reported before the kill was repeated"
+    assert len(again) <= 1
     assert_once(a2)
     assert a2.stop() == 0
 
