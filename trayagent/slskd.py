@@ -340,6 +340,7 @@ class SlskdClient:
         timeout = float(cfg.timeout) if cfg.timeout and cfg.timeout > 0 else 10.0
         self._timeout = (min(timeout, CONNECT_TIMEOUT_CAP), timeout)
         self._verify = bool(cfg.verify_tls)
+        self._env_settings: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_expires: float | None = None
@@ -427,7 +428,9 @@ class SlskdClient:
         # path we encoded back in (it is already pure, fully quoted ASCII).
         p = urlsplit(prepared.url or url)
         prepared.url = urlunsplit((p.scheme, p.netloc, full_path, p.query, p.fragment))
-        settings = self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None)
+        if self._env_settings is None:  # proxies and CA bundle from the environment: one host, read once
+            self._env_settings = self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None)
+        settings = self._env_settings
         started = time.monotonic()
         try:
             resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
