@@ -85,16 +85,22 @@ class OddProxy:
             conn.request(method, handler.path, body=body or None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            self._answer(handler, resp.status, data, resp.getheader("Content-Type") or "")
+        except OSError:  # slskd down or restarting behind the proxy: what a reverse proxy says
+            self._answer(handler, 502, b"Bad Gateway", "text/plain")
+            return
         finally:
             conn.close()
+        self._answer(handler, resp.status, data, resp.getheader("Content-Type") or "")
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
-        handler.send_response(status)
-        if content_type:
-            handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        if body:
-            handler.wfile.write(body)
+        try:
+            handler.send_response(status)
+            if content_type:
+                handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            if body:
+                handler.wfile.write(body)
+        except OSError:  # the client went away (a killed agent)
+            handler.close_connection = True

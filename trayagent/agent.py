@@ -82,6 +82,7 @@ class Agent:
         self._sync_status: str | None = None
         self._download_dir_known = bool(config.slskd.download_dir)
         self._sync_stop = threading.Event()
+        self._stopping = threading.Event()  # ends a long clear's removals at shutdown
         self._sync_lock = threading.Lock()
         self._running = False
         self.polls = 0
@@ -133,6 +134,7 @@ class Agent:
 
     def stop(self) -> None:
         self._sync_stop.set()
+        self._stopping.set()
         if self._running:
             self._running = False
             self._scheduler.shutdown(wait=True)
@@ -368,6 +370,8 @@ class Agent:
         """DELETE each one (outside the poll lock: polls go on meanwhile); returns how many went."""
         removed = failed = 0
         for t in transfers:
+            if self._stopping.is_set():
+                break
             try:
                 self._client.remove_download(t.username, t.id)
                 removed += 1
