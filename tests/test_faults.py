@@ -18,7 +18,7 @@ import termios
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -134,65 +134,61 @@ ODD_BODIES = {
 }
 
 
+@pytest.fixture
+def proxied(sim: Any, tmp_path: Path) -> Iterator[tuple[OddProxy, AgentProcess]]:
+    """An agent reaching the simulator through the odd-body proxy."""
+    proxy = OddProxy(sim.url).start()
+    home = tmp_path / "home"
+    home.mkdir()
+    agent = AgentProcess(write_config(tmp_path / "c.toml", proxy.url, API_KEY, tracking={"grace_polls": 2}),
+                         tmp_path / "state", home)
+    try:
+        yield proxy, agent.start()
+    finally:
+        if agent.proc is not None and agent.proc.poll() is None:
+            agent.kill()
+        proxy.stop()
+
+
 @pytest.mark.parametrize("kind", list(ODD_BODIES))
-def test_body_that_is_not_a_download_list_is_a_failed_poll(sim: Any, tmp_path: Path, kind: str) -> None:
+def test_body_that_is_not_a_download_list_is_a_failed_poll(sim: Any, proxied: Any, kind: str) -> None:
+    proxy, agent = proxied
     body, ctype = ODD_BODIES[kind]
-    proxy = OddProxy(sim.url).start()
-    home = tmp_path / "home"
-    home.mkdir()
-    agent = AgentProcess(write_config(tmp_path / "c.toml", proxy.url, API_KEY, tracking={"grace_polls": 2}),
-                         tmp_path / "state", home)
-    try:
-        agent.start()
-        tid = sim.add_download("alice", ALBUM + "odd.flac", 100, state="InProgress")
-        agent.wait_event("started", id=tid)
-        proxy.serve(body, ctype, count=8)
-        lost = agent.wait_event("connection", status="lost")
-        assert "download list" in lost["error"] or "invalid JSON" in lost["error"], lost
-        agent.wait_event("connection", status="restored", timeout=20)
-        assert proxy.pending() == 0
-        assert not agent.of("failed", id=tid), "an odd body read as 'slskd lists nothing'"
-        sim.set_state(tid, "Completed, Succeeded", bytes_transferred=100)
-        agent.wait_event("completed", id=tid)
-        assert len(agent.of("connection", status="lost")) == 1
-        assert len(agent.of("connection", status="restored")) == 1
-        assert_once(agent)
-        assert len(warnings(agent, "cannot be read")) == 1, agent.stderr
-    finally:
-        if agent.proc is not None and agent.proc.poll() is None:
-            agent.kill()
-        proxy.stop()
+    tid = sim.add_download("alice", ALBUM + "odd.flac", 100, state="InProgress")
+    agent.wait_event("started", id=tid)
+    proxy.serve(body, ctype, count=8)
+    lost = agent.wait_event("connection", status="lost")
+    assert "download list" in lost["error"] or "invalid JSON" in lost["error"], lost
+    agent.wait_event("connection", status="restored", timeout=20)
+    assert proxy.pending() == 0
+    assert not agent.of("failed", id=tid), "an odd body read as 'slskd lists nothing'"
+    sim.set_state(tid, "Completed, Succeeded", bytes_transferred=100)
+    agent.wait_event("completed", id=tid)
+    assert len(agent.of("connection", status="lost")) == 1
+    assert len(agent.of("connection", status="restored")) == 1
+    assert_once(agent)
+    assert len(warnings(agent, "cannot be read")) == 1, agent.stderr
 
 
-def test_one_unreadable_record_among_good_ones_blocks_nothing_and_fails_no_one(sim: Any, tmp_path: Path) -> None:
+def test_one_unreadable_record_among_good_ones_blocks_nothing_and_fails_no_one(sim: Any, proxied: Any) -> None:
     """A record without an id is skipped; what it may hide is not counted missing meanwhile."""
-    proxy = OddProxy(sim.url).start()
-    home = tmp_path / "home"
-    home.mkdir()
-    agent = AgentProcess(write_config(tmp_path / "c.toml", proxy.url, API_KEY, tracking={"grace_polls": 2}),
-                         tmp_path / "state", home)
-    try:
-        agent.start()
-        hidden = sim.add_download("alice", ALBUM + "hidden.flac", 100, state="InProgress")
-        agent.wait_event("started", id=hidden)
-        good = sim.add_download("bob", ALBUM + "good.flac", 100, state="Completed, Succeeded")
-        rec = sim.get(good)
-        junk = dict(sim.get(hidden))
-        del junk["id"]  # the hidden download's record, unreadable
-        listing = [{"username": "bob", "directories": [{"directory": "d", "files": [rec]}]},
-                   {"username": "alice", "directories": [{"directory": "d", "files": [junk]}]}]
-        proxy.serve(json.dumps(listing).encode(), count=8)
-        agent.wait_event("completed", id=good)
-        deadline = time.monotonic() + 10
-        while proxy.pending() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not agent.of("failed", id=hidden), "a download hidden by an unreadable record counted missing"
-        assert not agent.of("connection")
-        assert len(warnings(agent, "without an id or file name")) == 1, agent.stderr
-    finally:
-        if agent.proc is not None and agent.proc.poll() is None:
-            agent.kill()
-        proxy.stop()
+    proxy, agent = proxied
+    hidden = sim.add_download("alice", ALBUM + "hidden.flac", 100, state="InProgress")
+    agent.wait_event("started", id=hidden)
+    good = sim.add_download("bob", ALBUM + "good.flac", 100, state="Completed, Succeeded")
+    rec = sim.get(good)
+    junk = dict(sim.get(hidden))
+    del junk["id"]  # the hidden download's record, unreadable
+    listing = [{"username": "bob", "directories": [{"directory": "d", "files": [rec]}]},
+               {"username": "alice", "directories": [{"directory": "d", "files": [junk]}]}]
+    proxy.serve(json.dumps(listing).encode(), count=8)
+    agent.wait_event("completed", id=good)
+    deadline = time.monotonic() + 10
+    while proxy.pending() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not agent.of("failed", id=hidden), "a download hidden by an unreadable record counted missing"
+    assert not agent.of("connection")
+    assert len(warnings(agent, "without an id or file name")) == 1, agent.stderr
 
 
 # ------------------------------------------------------------------ 4. kill -9 mid-batch
