@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -28,7 +29,14 @@ from trayagent.model import (
 from trayagent.config import legacy_state_path
 from trayagent.delivery import Delivery
 from trayagent.notify import Notifier
-from trayagent.slskd import Downloads, SlskdClient, SlskdError, SlskdUnreachable, tune_allocator
+from trayagent.slskd import (
+    Downloads,
+    SlskdClient,
+    SlskdError,
+    SlskdUnauthorized,
+    SlskdUnreachable,
+    tune_allocator,
+)
 from trayagent.store import Store, StoreError, open_store
 from trayagent.tracker import Rules, Tracked, Tracker
 
@@ -77,7 +85,8 @@ class Agent:
         self._last_error: str | None = None
         self._logged_in: bool | None = None
         self._failed_unseen = 0
-        self._last_transfers: Sequence[Transfer] = ()
+        self._full_due = True  # the next poll reads slskd's whole list (see _peers_to_poll)
+        self._last_full = float("-inf")  # monotonic time of the last full poll
         self._retried: set[str] = set()
         self._sync_status: str | None = None
         self._download_dir_known = bool(config.slskd.download_dir)
@@ -175,34 +184,114 @@ class Agent:
         poll counts for nothing and the tracker is as it was before it (reloaded from the
         store after a failed commit), so the next poll redoes the work.
         """
+        return self._poll() is not None
+
+    def _poll(self, *, build_all: bool = False) -> Sequence[Transfer] | None:
+        """poll_once, returning what it read (None on failure).
+
+        While a few peers' downloads are followed, only those peers' lists are read (see
+        _peers_to_poll). `build_all` reads the whole list and builds every record, for clear().
+        """
         with self._lock:
             if self._tracker_stale and not self._reload_tracker():
-                return False
-            try:
-                transfers = self._client.list_downloads()
-            except SlskdError as exc:
-                self._on_failure(exc)
-                return False
+                return None
+            peers = None if build_all else self._peers_to_poll()
+            known = None if build_all else self._tracker.recorded
+            fetched = self._fetch_all(known) if peers is None else self._fetch_peers(peers, known)
+            if fetched is None:
+                return None
+            transfers, covered = fetched
             now = self._clock()
-            unreadable = transfers.skipped if isinstance(transfers, Downloads) else 0
-            self._note_unreadable(unreadable)
-            changes = self._tracker.reconcile(transfers, now, complete=not unreadable)
+            unreadable = transfers.skipped
+            if unreadable or peers is None:
+                self._note_unreadable(unreadable)
+            changes = self._tracker.reconcile(transfers, now, complete=peers is not None or not unreadable,
+                                              peers=covered, also_listed=transfers.recorded_ids)
             try:
                 events = self._store.commit(changes)
             except StoreError as exc:
                 self._on_store_failure(exc)
-                return False
+                return None
             if self._store_failing:
                 self._store_failing = False
                 log.warning("state saved again")
-            self._last_transfers = transfers
+            self._after_poll(full=peers is None)
             self.polls += 1
             self._on_success()
             if events:
                 self._recorded(events)
                 self._delivery.committed()
             self._publish()
-            return True
+            return transfers
+
+    def _peers_to_poll(self) -> frozenset[str] | None:
+        """The peers whose own lists this poll reads, or None to read slskd's whole list.
+
+        The whole list is read on the first poll, once per idle_interval (so downloads added
+        elsewhere are noticed as soon as when idle), at once after a failed poll (a reconnect),
+        a failed peer's list, a download gone missing from its peer's list, or an slskd restart,
+        and whenever more than [poll] max_peers peers are followed.
+        """
+        p = self.config.poll
+        tracker = self._tracker
+        if self._full_due or p.max_peers <= 0 or not tracker.initialized or tracker.needs_full_poll():
+            return None
+        if time.monotonic() - self._last_full >= p.idle_interval - p.active_interval / 2:
+            return None
+        peers = tracker.peers()
+        if not peers or len(peers) > p.max_peers or "" in peers:
+            return None
+        return peers
+
+    def _after_poll(self, full: bool) -> None:
+        """After a committed poll: when the next one must read the whole list."""
+        if full:
+            self._full_due = False
+            self._last_full = time.monotonic()
+        elif any(d.missing_polls for d in self._tracker.active):
+            self._full_due = True  # absence is confirmed against the whole list, poll by poll
+
+    def _fetch_all(self, known: Mapping[str, Kind] | None) -> tuple[Downloads, None] | None:
+        try:
+            return self._client.list_downloads(known=known), None
+        except SlskdError as exc:
+            self._on_failure(exc)
+            return None
+
+    def _fetch_peers(
+        self, peers: frozenset[str], known: Mapping[str, Kind] | None,
+    ) -> tuple[Downloads, frozenset[str]] | None:
+        """Read each peer's list; the poll covers the peers whose lists were read whole.
+
+        No answer, or credentials refused, fails the poll as a full one would. A peer whose
+        list fails otherwise (a 5xx, a body that is not a group) is left out: its downloads
+        are neither seen nor counted absent, and the next poll reads the whole list.
+        """
+        out = Downloads()
+        out.recorded_ids = []
+        covered: set[str] = set()
+        error: SlskdError | None = None
+        for user in sorted(peers):
+            try:
+                got = self._client.list_user_downloads(user, known=known)
+            except (SlskdUnreachable, SlskdUnauthorized) as exc:
+                self._on_failure(exc)
+                return None
+            except SlskdError as exc:
+                error = exc
+                log.debug("download list of %r unavailable: %s", user, exc)
+                continue
+            out.extend(got)
+            out.recorded_ids.extend(got.recorded_ids)
+            out.skipped += got.skipped
+            if not got.skipped:
+                covered.add(user)
+        if error is not None:
+            if len(covered) == 0 and not out:
+                self._on_failure(error)
+                return None
+            self._full_due = True
+        return out, frozenset(covered)
 
     def _on_store_failure(self, exc: StoreError) -> None:
         """The commit failed: nothing of this poll happened. Put the tracker back as committed."""
@@ -213,6 +302,7 @@ class Agent:
         else:
             log.debug("state still cannot be saved: %s", exc)
         self._tracker_stale = True
+        self._full_due = True
         self._reload_tracker()
         self._publish()
 
@@ -249,6 +339,7 @@ class Agent:
                 log.debug("could not reschedule poll", exc_info=True)
 
     def _on_failure(self, exc: SlskdError) -> None:
+        self._full_due = True  # after a reconnect, the whole list first
         self._failures += 1
         self._last_error = str(exc)
         if self._connected is not False:
@@ -275,6 +366,9 @@ class Agent:
             log.debug("server state unavailable: %s", exc)
             return
         changed = logged_in != self._logged_in
+        if logged_in and self._logged_in is False:
+            with self._lock:
+                self._full_due = True  # back on the Soulseek network: read the whole list at once
         self._logged_in = logged_in
         if not self._download_dir_known:
             changed |= self._learn_download_dir()
@@ -358,11 +452,12 @@ class Agent:
         wanted = {Kind(o) for o in outcomes}
         with self._clear_lock:
             with self._lock:
-                if not self.poll_once():
+                listed = self._poll(build_all=True)
+                if listed is None:
                     return 0
                 now = self._clock()
                 recorded = self._tracker.recorded_outcome
-                removable = [t for t in self._last_transfers
+                removable = [t for t in listed
                              if t.status.terminal and recorded(t.id) in wanted and _old_enough(t, now, min_age)]
             return self._remove(removable)
 

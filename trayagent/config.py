@@ -175,6 +175,9 @@ class PollConfig:
     active_interval: float = 1.0
     idle_interval: float = 10.0
     max_backoff: float = 60.0
+    #: While downloads from at most this many peers are followed, the fast poll reads only
+    #: those peers' lists (the whole list still comes every idle_interval); 0 = always whole.
+    max_peers: int = 4
 
 
 @dataclass(slots=True)
@@ -294,6 +297,7 @@ class Config:
                 "active_interval": self.poll.active_interval,
                 "idle_interval": self.poll.idle_interval,
                 "max_backoff": self.poll.max_backoff,
+                "max_peers": self.poll.max_peers,
             },
             "tracking": {
                 "grace_polls": self.tracking.grace_polls,
@@ -534,7 +538,7 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
     """Turn parsed TOML (plus env values already merged in) into a validated Config."""
     sections: dict[str, tuple[str, ...]] = {
         "slskd": ("url", "api_key", "username", "password", "verify_tls", "timeout", "web_url", "download_dir"),
-        "poll": ("active_interval", "idle_interval", "max_backoff"),
+        "poll": ("active_interval", "idle_interval", "max_backoff", "max_peers"),
         "tracking": ("grace_polls", "failure_settle", "restart_window"),
         "cleanup": ("enabled", "interval", "remove", "min_age"),
         "notifications": (
@@ -589,6 +593,7 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         active_interval=p.number("active_interval", 1.0, maximum=DAY),
         idle_interval=p.number("idle_interval", 10.0, maximum=DAY),
         max_backoff=p.number("max_backoff", 60.0, maximum=DAY),
+        max_peers=p.integer("max_peers", 4, minimum=0, maximum=100),
     )
     slowest = max(poll.active_interval, poll.idle_interval)
     if poll.max_backoff < slowest:

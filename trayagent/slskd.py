@@ -23,11 +23,12 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from trayagent.config import SlskdConfig
 from trayagent.errors import TrayagentError
 from trayagent.logs import register_secret
-from trayagent.model import Transfer
+from trayagent.model import Kind, Transfer, classify
 
 try:  # orjson is an optional speed-up ("fast" extra)
     import orjson
@@ -150,12 +151,19 @@ def _load_json(body: bytes | str, what: str) -> Any:
 
 
 class Downloads(list[Transfer]):
-    """A parsed download list; `skipped` counts the records in it that could not be read."""
+    """A parsed download list; `skipped` counts the records in it that could not be read.
+
+    `recorded_ids` holds the ids of records left unbuilt because the caller's `known` map
+    already records their end with the same outcome (see parse_downloads).
+    """
 
     skipped: int = 0
+    recorded_ids: list[str] | tuple[str, ...] = ()
 
 
-def parse_downloads(body: bytes | str, *, listing: bool = False) -> Downloads:
+def parse_downloads(
+    body: bytes | str, *, listing: bool = False, group: bool = False, known: Mapping[str, Kind] | None = None,
+) -> Downloads:
     """Parse a GET transfers/downloads body (or a single user's group) into Transfers.
 
     Accepts the nested shape [{username, directories: [{directory, files}]}], the flat shape
@@ -167,6 +175,14 @@ def parse_downloads(body: bytes | str, *, listing: bool = False) -> Downloads:
     with a 200 (`{}`, `{"message": ...}` from a proxy, records that are all junk) raises
     SlskdBadResponse instead of reading as "slskd lists nothing", which would fail every
     tracked download as missing.
+
+    `group=True` is for GET transfers/downloads/{username}, which is always one group object:
+    anything else with a 200 raises SlskdBadResponse the same way.
+
+    `known` maps ids whose end is already recorded to that outcome. A record whose id is there
+    and whose state still means that outcome is not built into a Transfer (the tracker would
+    skip it): only its id goes to `recorded_ids`. At 10,000 finished transfers that is most of
+    a poll's objects, and none of them outlives the parse.
     """
     # The JSON tree and the Transfers built from it hold no cycles: reference counting frees
     # them. Their 100k+ container allocations (at 50k transfers) would otherwise set off full
@@ -176,19 +192,31 @@ def parse_downloads(body: bytes | str, *, listing: bool = False) -> Downloads:
     if paused:
         gc.disable()
     try:
-        return _parse_downloads(body, listing)
+        return _parse_downloads(body, listing, group, known or None)
     finally:
         if paused:
             gc.enable()
 
 
-def _collect(files: list[Any], user: str | None, out: list[Transfer]) -> int:
+def _collect(files: list[Any], user: str | None, out: Downloads, known: Mapping[str, Kind] | None) -> int:
     """Append one user's (or one directory's) transfers to `out`; returns how many were junk."""
     append = out.append
     from_json = Transfer.from_json
     skipped = 0
+    if known is not None:
+        listed = out.recorded_ids.append  # type: ignore[union-attr] - a list whenever known is set
+        known_get = known.get
     for obj in files:
         if type(obj) is dict:
+            if known is not None:
+                tid = obj.get("id")
+                kind = known_get(tid) if type(tid) is str else None
+                if kind is not None:
+                    state = obj.get("state")
+                    filename = obj.get("filename")
+                    if type(state) is str and classify(state).kind is kind and type(filename) is str and filename:
+                        listed(tid)
+                        continue
             transfer = from_json(obj, user)
             if transfer is not None:
                 append(transfer)
@@ -197,16 +225,19 @@ def _collect(files: list[Any], user: str | None, out: list[Transfer]) -> int:
     return skipped
 
 
-def _parse_downloads(body: bytes | str, listing: bool) -> Downloads:
-    data = _load_json(body, "the download list")
+def _parse_downloads(body: bytes | str, listing: bool, one_group: bool, known: Mapping[str, Kind] | None) -> Downloads:
+    what = "a peer's download list" if one_group else "the download list"
+    data = _load_json(body, what)
     if isinstance(data, dict) and not listing:
         groups: list[Any] = [data]
-    elif isinstance(data, list):
+    elif isinstance(data, list) and not one_group:
         groups = data
     else:
-        raise SlskdBadResponse(f"slskd sent {_json_kind(data)} where the download list belongs")
+        raise SlskdBadResponse(f"slskd sent {_json_kind(data)} where {what} belongs")
 
     out = Downloads()
+    if known is not None:
+        out.recorded_ids = []
     from_json = Transfer.from_json
     skipped = 0
     for group in groups:
@@ -234,12 +265,12 @@ def _parse_downloads(body: bytes | str, listing: bool) -> Downloads:
                 if type(files) is not list:
                     skipped += 1
                     continue
-                skipped += _collect(files, user, out)
+                skipped += _collect(files, user, out, known)
         if type(flat) is list:
-            skipped += _collect(flat, user, out)
+            skipped += _collect(flat, user, out, known)
     if skipped:
         log.debug("download list: skipped %d malformed entries, kept %d", skipped, len(out))
-        if listing and not out:
+        if (listing or one_group) and not out and not out.recorded_ids:
             raise SlskdBadResponse(
                 f"slskd sent a download list of {skipped} record(s) and none is a transfer (no id or file name)")
     out.skipped = skipped
@@ -418,8 +449,12 @@ class SlskdClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        """One HTTP exchange; network failures become SlskdUnreachable. Never retries."""
+        """One HTTP exchange; network failures become SlskdUnreachable. Never retries.
+
+        `stream=True` leaves the body unread (see _whole_body).
+        """
         full_path = self._base_path + path
         url = self._origin + full_path
         req = requests.Request(method, url, params=params, json=json_body, headers=dict(headers or {}))
@@ -433,7 +468,8 @@ class SlskdClient:
         settings = self._env_settings
         started = time.monotonic()
         try:
-            resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
+            resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False,
+                                      **{**settings, "stream": stream})
         except requests.exceptions.RequestException as exc:
             reason = _classify_network_error(exc, self._timeout[1])
             log.debug("%s %s failed: %s", method, path, type(exc).__name__)
@@ -449,16 +485,40 @@ class SlskdClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         auth: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
         """Send with auth; on a 401 with a JWT, log in again once and repeat once."""
         headers = self._auth_headers() if auth else {}
-        resp = self._send(method, path, params=params, json_body=json_body, headers=headers)
+        resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream)
         if resp.status_code == 401 and auth and "Authorization" in headers:
             log.info("slskd rejected the session token; logging in again")
+            resp.close()
             headers = {"Authorization": f"Bearer {self._ensure_token(force=True)}"}
-            resp = self._send(method, path, params=params, json_body=json_body, headers=headers)
-        self._raise_for_status(resp, f"{method} {path}")
+            resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream)
+        try:
+            self._raise_for_status(resp, f"{method} {path}")
+        except SlskdError:
+            resp.close()
+            raise
         return resp
+
+    def _get_whole(self, path: str, *, params: Mapping[str, str] | None = None) -> bytes:
+        """GET a potentially large body (the download list: megabytes) in one read.
+
+        requests' `.content` gathers a body in 10 KiB chunks, each through urllib3's streaming
+        machinery: at 5.6 MB that cost more CPU than reconciling and saving the poll together
+        (benchmarks/poll_cost.py). One read of the announced length (or of the whole chunked
+        stream) gives the same bytes in one allocation.
+        """
+        resp = self._request("GET", path, params=params, stream=True)
+        try:
+            return resp.raw.read(decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = _classify_network_error(exc, self._timeout[1])
+            raise SlskdUnreachable(self._scrub(f"slskd at {self.url} broke off its answer: {reason} (GET {path})")) from None
+        finally:
+            resp._content_consumed = True  # noqa: SLF001 - lets close() hand the connection back for reuse
+            resp.close()
 
     def _raise_for_status(self, resp: requests.Response, what: str) -> None:
         code = resp.status_code
@@ -522,14 +582,29 @@ class SlskdClient:
 
     # ----------------------------------------------------------------- transfers
 
-    def list_downloads(self, include_removed: bool = False) -> Downloads:
+    def list_downloads(self, include_removed: bool = False, known: Mapping[str, Kind] | None = None) -> Downloads:
         """Every download slskd still lists (optionally with soft-removed history).
 
-        A 200 whose body is not a download list raises SlskdBadResponse (see parse_downloads).
+        A 200 whose body is not a download list raises SlskdBadResponse (see parse_downloads,
+        also for `known`: records whose recorded end is unchanged are not built).
         """
         params = {"includeRemoved": "true"} if include_removed else None
-        resp = self._request("GET", f"{API}/transfers/downloads", params=params)
-        return parse_downloads(resp.content, listing=True)
+        body = self._get_whole(f"{API}/transfers/downloads", params=params)
+        return parse_downloads(body, listing=True, known=known)
+
+    def list_user_downloads(self, username: str, known: Mapping[str, Kind] | None = None) -> Downloads:
+        """Every download from one peer that slskd still lists; empty when it lists none.
+
+        slskd answers GET transfers/downloads/{username} with that peer's one group object, and
+        with 404 once the peer has no (non-removed) downloads: that 404 is an empty list here.
+        Any other failure raises as usual, and so does a 200 that is not one group.
+        """
+        path = f"{API}/transfers/downloads/{_user_segment(username)}"
+        try:
+            body = self._get_whole(path)
+        except SlskdNotFound:
+            return Downloads()
+        return parse_downloads(body, group=True, known=known)
 
     def get_download(self, username: str, transfer_id: str) -> Transfer:
         """One download by id (slskd returns it even after it was removed from the list)."""
