@@ -279,6 +279,9 @@ def test_secrets_are_registered_for_log_redaction(tmp_path: Path) -> None:
         ("[poll]\nactive_interval = inf", "[poll] active_interval must be a number > 0 (got inf)"),
         ("[poll]\nactive_interval = nan", "[poll] active_interval must be a number > 0 (got nan)"),
         ("[poll]\nidle_interval = 90", "[poll] max_backoff must be >= active_interval and idle_interval (got 60 < 90)"),
+        ("[poll]\nmax_peers = -1", "[poll] max_peers must be a whole number >= 0 (got -1)"),
+        ("[poll]\nmax_peers = 2.5", "[poll] max_peers must be a whole number >= 0 (got 2.5)"),
+        ("[poll]\nmax_peers = 101", "[poll] max_peers must be a whole number >= 0 and at most 100 (got 101)"),
         ("[tracking]\ngrace_polls = 0", "[tracking] grace_polls must be a whole number >= 1 (got 0)"),
         ("[tracking]\ngrace_polls = 2.5", "[tracking] grace_polls must be a whole number >= 1 (got 2.5)"),
         ("[tracking]\nfailure_settle = -1", "[tracking] failure_settle must be a number >= 0 (got -1)"),
@@ -567,3 +570,8 @@ def test_private_dir_is_0700_under_any_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+
+
+def test_max_peers_defaults_to_4_and_0_turns_per_peer_polls_off(tmp_path: Path) -> None:
+    assert load_text(tmp_path, 'slskd.url = "http://h:5030"').poll.max_peers == 4
+    assert load_text(tmp_path, 'slskd.url = "http://h:5030"\n[poll]\nmax_peers = 0').poll.max_peers == 0

@@ -758,3 +758,59 @@ def test_lone_surrogate_does_not_fail_the_whole_list() -> None:
     assert "\\ud800" in body
     got = parse_downloads(body.encode(), listing=True)
     assert [t.filename for t in got] == ["bad \ud800 name.flac", transfer()["filename"]]
+
+
+# ----------------------------------------------------------------- per-peer lists, recorded ends (issue 12)
+
+
+def test_known_unchanged_ends_are_not_built_but_listed_by_id() -> None:
+    done, changed, live = GUID, GUID[:-1] + "1", GUID[:-1] + "2"
+    body = json.dumps(nested(transfer(), transfer(id=changed, state="Queued, Locally"),
+                             transfer(id=live, state="InProgress")))
+    known = {done: Kind.SUCCEEDED, changed: Kind.FAILED}
+    got = parse_downloads(body, listing=True, known=known)
+    assert [t.id for t in got] == [changed, live]  # a recorded id whose state moved on is built
+    assert got.recorded_ids == [done] and got.skipped == 0
+    assert [t.id for t in parse_downloads(body, listing=True)] == [done, changed, live]
+
+
+def test_a_list_of_only_recorded_ends_is_a_list() -> None:
+    got = parse_downloads(json.dumps(nested(transfer())), listing=True, known={GUID: Kind.SUCCEEDED})
+    assert list(got) == [] and got.recorded_ids == [GUID]
+
+
+def test_user_list_is_one_group_and_404_means_none(mock: responses.RequestsMock) -> None:
+    mock.get(API + "/transfers/downloads/al%20ice", json=nested(transfer(username="al ice"), username="al ice")[0])
+    mock.get(API + "/transfers/downloads/bob", status=404)
+    mock.get(API + "/transfers/downloads/eve", json=nested(transfer(username="eve")))
+    mock.get(API + "/transfers/downloads/mal", json={"message": "proxy says hi"})
+    client = key_client()
+    assert [t.username for t in client.list_user_downloads("al ice")] == ["al ice"]
+    assert client.list_user_downloads("bob") == []
+    with pytest.raises(SlskdBadResponse, match="where a peer's download list belongs"):
+        client.list_user_downloads("eve")  # a list is not what this endpoint answers
+    with pytest.raises(SlskdBadResponse):
+        client.list_user_downloads("mal")
+
+
+def test_the_whole_list_is_read_in_one_piece_with_the_same_bytes() -> None:
+    from trayagent.simulator import Simulator
+
+    with Simulator(api_key=None) as sim:
+        for i in range(300):
+            sim.add_download(f"peer{i % 7}", f"@@x\\album\\{i:04d} " + "y" * 200 + ".flac", 10 + i)
+        expected = sorted(t["id"] for t in sim.transfers())
+        with SlskdClient(SlskdConfig(url=sim.url)) as client:
+            for _ in range(3):  # the connection is handed back and reused
+                assert sorted(t.id for t in client.list_downloads()) == expected
+            assert [t.username for t in client.list_user_downloads("peer3")] == ["peer3"] * 43
+            assert client.list_user_downloads("nobody") == []
+
+
+def test_parse_with_the_stdlib_fallback_is_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = json.dumps(nested(transfer(), transfer(id=GUID[:-1] + "1", state="InProgress")))
+    with_orjson = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
+    monkeypatch.setattr(slskd_mod, "_loads", json.loads)
+    monkeypatch.setattr(slskd_mod, "orjson", None)
+    fallback = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
+    assert list(fallback) == list(with_orjson) and fallback.recorded_ids == [GUID]

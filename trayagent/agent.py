@@ -203,9 +203,10 @@ class Agent:
             transfers, covered = fetched
             now = self._clock()
             unreadable = transfers.skipped
-            if unreadable or peers is None:
+            full = covered is None
+            if unreadable or full:
                 self._note_unreadable(unreadable)
-            changes = self._tracker.reconcile(transfers, now, complete=peers is not None or not unreadable,
+            changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable),
                                               peers=covered, also_listed=transfers.recorded_ids)
             try:
                 events = self._store.commit(changes)
@@ -215,7 +216,7 @@ class Agent:
             if self._store_failing:
                 self._store_failing = False
                 log.warning("state saved again")
-            self._after_poll(full=peers is None)
+            self._after_poll(full)
             self.polls += 1
             self._on_success()
             if events:
@@ -251,7 +252,7 @@ class Agent:
         elif any(d.missing_polls for d in self._tracker.active):
             self._full_due = True  # absence is confirmed against the whole list, poll by poll
 
-    def _fetch_all(self, known: Mapping[str, Kind] | None) -> tuple[Downloads, None] | None:
+    def _fetch_all(self, known: Mapping[str, Kind] | None) -> tuple[Downloads, frozenset[str] | None] | None:
         try:
             return self._client.list_downloads(known=known), None
         except SlskdError as exc:
@@ -265,7 +266,8 @@ class Agent:
 
         No answer, or credentials refused, fails the poll as a full one would. A peer whose
         list fails otherwise (a 5xx, a body that is not a group) is left out: its downloads
-        are neither seen nor counted absent, and the next poll reads the whole list.
+        are neither seen nor counted absent, and the next poll reads the whole list (this one
+        does, when no peer's list answered).
         """
         out = Downloads()
         out.recorded_ids = []
@@ -287,9 +289,8 @@ class Agent:
             if not got.skipped:
                 covered.add(user)
         if error is not None:
-            if len(covered) == 0 and not out:
-                self._on_failure(error)
-                return None
+            if not covered and not out:
+                return self._fetch_all(known)  # no peer's list answered: the whole list, now
             self._full_due = True
         return out, frozenset(covered)
 
