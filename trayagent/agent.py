@@ -208,6 +208,9 @@ class Agent:
                 self._note_unreadable(unreadable)
             changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable),
                                               peers=covered, also_listed=transfers.recorded_ids)
+            # Those ids are strings of the parsed body, spread through all its memory: dropped
+            # before anything long-lived is allocated, so that memory can go back (see _trim_heap).
+            transfers.recorded_ids = ()
             try:
                 events = self._store.commit(changes)
             except StoreError as exc:
@@ -217,6 +220,10 @@ class Agent:
                 self._store_failing = False
                 log.warning("state saved again")
             self._after_poll(full)
+            if changes.initialized:
+                # The history just recorded holds ids cut from the parsed body: reloaded from the
+                # store, they are compact, and the body's memory goes back (10,000 listed: -10 MB).
+                self._reload_tracker()
             self.polls += 1
             self._on_success()
             if events:
