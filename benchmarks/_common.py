@@ -36,6 +36,7 @@ def machine() -> str:
     except ImportError:
         oj = "no orjson"
     code = "BEFORE the performance changes (benchmarks/_before.py)" if os.environ.get("TRAYAGENT_BENCH_BEFORE") \
+        else "the poll path before issue 12 (benchmarks/_today.py)" if os.environ.get("TRAYAGENT_BENCH_TODAY") \
         else "current code"
     return (f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({model}), "
             f"Python {platform.python_version()}, {oj}; {code}")
@@ -75,7 +76,8 @@ def write_config(path: Path, url: str, api_key: str, **sections: dict[str, Any])
 
 def agent_cmd(config: Path, *extra: str, python_flags: tuple[str, ...] = ()) -> list[str]:
     """`python -m trayagent run --headless --json`; through _before.py in a "before" run."""
-    before = (str(HERE / "_before.py"),) if os.environ.get("TRAYAGENT_BENCH_BEFORE") else ()
+    before = (str(HERE / "_before.py"),) if os.environ.get("TRAYAGENT_BENCH_BEFORE") else \
+        (str(HERE / "_today.py"),) if os.environ.get("TRAYAGENT_BENCH_TODAY") else ()
     return [sys.executable, *python_flags, *before, "-m", "trayagent", "run", "--headless", "--json",
             "--config", str(config), *extra]
 
@@ -129,6 +131,12 @@ def populate_history(sim: Any, n: int, peers: int = 200) -> None:
 
 
 DOWNLOADS = "/api/v0/transfers/downloads"
+
+
+def peer_polls(sim: Any) -> list[float]:
+    """Monotonic arrival times of every GET of one peer's list (transfers/downloads/{username})."""
+    return [r.at for r in sim.requests if r.method == "GET" and r.path.startswith(DOWNLOADS + "/")
+            and r.path.count("/") == DOWNLOADS.count("/") + 1]
 
 
 def download_polls(sim: Any) -> list[float]:
