@@ -128,7 +128,7 @@ class SyncEngine(TransferFollower):
                 self._emit(states, progress_cb)
                 if self._error or all(self._settled_state(s) for s in states):
                     break
-                self._wait(self.t.poll_interval, stop)
+                self._wait(self._pause(states), stop)
             unsettled = not all(self._settled_state(s) for s in states)
             return self._report(states, stopped=stop.is_set() and unsettled)
         finally:
@@ -211,6 +211,14 @@ class SyncEngine(TransferFollower):
             self._sleep(seconds)
         else:
             stop.wait(seconds)
+
+    def _pause(self, states: list[TrackState]) -> float:
+        """Until the next tick: `poll_interval`, or less when the search clock allows a search sooner."""
+        now = self.clock()
+        due = any(s.status == PENDING and s.next_at <= now for s in states)
+        if not due or sum(1 for s in states if s.status == SEARCHING) >= self.t.max_searches:
+            return self.t.poll_interval
+        return max(0.005, min(self.t.poll_interval, self.searcher.next_allowed(now)))
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call slskd; track how long it has been unreachable; unauthorised ends the run."""
