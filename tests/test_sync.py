@@ -85,17 +85,6 @@ class ScriptedClient:
         return result
 
 
-@pytest.fixture
-def sim_fast(sim: Any) -> Any:
-    sim.search_duration = 0.1
-    return sim
-
-
-@pytest.fixture
-def real_client(sim_fast: Any) -> SlskdClient:
-    return SlskdClient(SlskdConfig(url=sim_fast.url, api_key=API_KEY, timeout=5.0))
-
-
 def sync_cfg(**kw: Any) -> SyncConfig:
     base = dict(searches_per_minute=600.0, max_attempts=3, queue_timeout=0.5,
                 preferred_formats=("flac", "mp3"), min_bitrate=192)

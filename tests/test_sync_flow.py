@@ -28,9 +28,7 @@ from test_sync import (
     engine,
     enqueue_posts,
     peer,
-    real_client,  # noqa: F401 - fixture
     run_bg,
-    sim_fast,  # noqa: F401 - fixture
 )
 from trayagent.playlist import WantedTrack
 from trayagent.sync import SyncStore, run_sync_command

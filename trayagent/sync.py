@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from trayagent.library import LocalLibrary
-from trayagent.model import Kind, Transfer, parse_flags
+from trayagent.model import Transfer, parse_flags
 from trayagent.playlist import WantedTrack
 from trayagent.queries import query_forms, why_unsearchable
 from trayagent.ranking import Candidate, RankPrefs, rank_files
-from trayagent.slskd import SlskdBusy, SlskdError, SlskdNotFound, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
 from trayagent.sync_lock import RunLock
-from trayagent.sync_report import SyncProgress, SyncReport, TrackResult
+from trayagent.sync_report import SyncProgress, SyncReport, TrackResult, track_result
 from trayagent.sync_search import SearchRunner, SearchTimings
 from trayagent.sync_store import (
     ACTIVE, COMPLETED, ENQUEUING, FAILED, NOT_FOUND, OBTAINED, PENDING, PICKED, PRESENT, READY, SEARCHING,
@@ -290,7 +290,7 @@ class SyncEngine(TransferFollower):
             return True
         if state.status != ACTIVE or state.current is None:
             return False
-        return "Remotely" not in parse_flags(state.current.state) or "Completed" in parse_flags(state.current.state)
+        return "Remotely" not in parse_flags(state.current.state)
 
     def _start_search(self, states: list[TrackState]) -> None:
         """Start the next due search, if the rate, slskd's login and `max_searches` allow."""
@@ -489,28 +489,8 @@ class SyncEngine(TransferFollower):
     def _downloading(state: TrackState) -> bool:
         return state.current is not None and bool(parse_flags(state.current.state) & {"InProgress", "Initializing"})
 
-    def _result(self, s: TrackState) -> TrackResult:
-        tried = self.store.tried(s.key) if self._store else []
-        last = tried[-1] if tried else None
-        user, name = (last[0], last[1]) if last else (None, None)
-        if s.skipped:
-            status = "skipped"
-        elif s.status == PICKED:
-            status = "picked"
-            user, name = (s.pick or {}).get("username"), (s.pick or {}).get("filename")
-        elif s.status in (ACTIVE, ENQUEUING):
-            status = "queued"
-        elif s.status == PENDING and s.searches == 0 and not tried:
-            status = "not_searched"
-        elif s.status in (PENDING, SEARCHING, READY):
-            status = "pending"
-        else:
-            status = s.status
-        return TrackResult(
-            key=s.key, artist=s.artist, title=s.title, status=status, reason=s.reason,
-            username=user, filename=name, attempts=len({u for u, _f, _o in tried}), searches=s.searches,
-            found=s.found, near_misses=tuple(s.near_misses) if status in ("not_found", "pending") else (),
-        )
+    def _result(self, state: TrackState) -> TrackResult:
+        return track_result(state, self.store.tried(state.key) if self._store else [])
 
     def _report(self, states: list[TrackState], stopped: bool) -> SyncReport:
         return SyncReport(tuple(self._result(s) for s in states), stopped=stopped, error=self._error,

@@ -17,6 +17,7 @@ from typing import Any
 
 from trayagent.playlist import SkippedLine
 from trayagent.ranking import short_path
+from trayagent.sync_store import ACTIVE, ENQUEUING, PENDING, PICKED, READY, SEARCHING, TrackState
 
 #: Report statuses in the order the totals list them.
 STATUSES = ("skipped", "completed", "picked", "queued", "pending", "not_searched", "failed", "not_found")
@@ -51,6 +52,29 @@ class TrackResult:
         words = {"skipped": "already had", "not_searched": "not searched yet"}.get(
             self.status, self.status.replace("_", " "))
         return f"{words}: {label}" + (f" ({self.reason})" if self.reason else "")
+
+
+def track_result(state: TrackState, tried: list[tuple[str, str, str]]) -> TrackResult:
+    """A track's state in the report's words; `tried` is (username, filename, outcome), oldest first."""
+    user, name = (tried[-1][0], tried[-1][1]) if tried else (None, None)
+    if state.skipped:
+        status = "skipped"
+    elif state.status == PICKED:
+        status = "picked"
+        user, name = (state.pick or {}).get("username"), (state.pick or {}).get("filename")
+    elif state.status in (ACTIVE, ENQUEUING):
+        status = "queued"
+    elif state.status == PENDING and state.searches == 0 and not tried:
+        status = "not_searched"
+    elif state.status in (PENDING, SEARCHING, READY):
+        status = "pending"
+    else:
+        status = state.status
+    return TrackResult(
+        key=state.key, artist=state.artist, title=state.title, status=status, reason=state.reason,
+        username=user, filename=name, attempts=len({u for u, _f, _o in tried}), searches=state.searches,
+        found=state.found, near_misses=tuple(state.near_misses) if status in ("not_found", "pending") else (),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +205,4 @@ def progress_bar(progress: SyncProgress, width: int = 30) -> str:
     return text
 
 
-__all__ = ["STATUSES", "SyncProgress", "SyncReport", "TrackResult", "format_eta", "progress_bar"]
+__all__ = ["STATUSES", "SyncProgress", "SyncReport", "TrackResult", "format_eta", "progress_bar", "track_result"]
