@@ -51,7 +51,7 @@ class EngineTimings:
 
     poll_interval: float = 2.0
     max_searches: int = 4  # searches running at once (the rate still spaces their starts)
-    search_timeout_ms: int = 15000  # slskd ends a search this long after its last response
+    search_timeout_ms: int | None = None  # slskd's searchTimeout; None: [sync] search_timeout
     search_guard: float = 180.0  # give up on a search that never completes
     settle: float = 65.0  # a retryable failure must stay failed this long (slskd retries)
     casualty_wait: float = 600.0  # slskd restarted: it re-enqueues after logging in again
@@ -91,8 +91,11 @@ class SyncEngine(TransferFollower):
         self.t = timings or EngineTimings()
         self.dry_run = dry_run
         self.library = library if library is not None else LocalLibrary(getattr(config, "music_dir", "") or None)
+        timeout_ms = self.t.search_timeout_ms
+        if timeout_ms is None:
+            timeout_ms = int(float(getattr(config, "search_timeout", 15.0)) * 1000)
         self.searcher = SearchRunner(client, lambda: self.store, self._call, clock, SearchTimings(
-            interval=60.0 / spm if spm > 0 else 0.0, timeout_ms=self.t.search_timeout_ms,
+            interval=60.0 / spm if spm > 0 else 0.0, timeout_ms=max(5, timeout_ms),
             guard=self.t.search_guard, busy_backoff=self.t.busy_backoff, login_check=self.t.login_check))
         self._store: SyncStore | None = None
         self._down_since: float | None = None
@@ -461,7 +464,7 @@ class SyncEngine(TransferFollower):
             return None
         interval = self.searcher.t.interval
         wait = self.searcher.next_allowed(self.clock()) if waiting else 0.0
-        return wait + max(waiting - 1, 0) * interval + self.t.search_timeout_ms / 1000.0
+        return wait + max(waiting - 1, 0) * interval + self.searcher.t.timeout_ms / 1000.0
 
     def _emit(self, states: list[TrackState], cb: Callable[[SyncProgress], None] | None) -> None:
         settled, self._settled = tuple(self._settled), []
