@@ -1434,33 +1434,10 @@ class Simulator:
     # ------------------------------------------------------------------ search routes
 
     def _start_search(self, headers: Mapping[str, str], body: bytes) -> _Response:
-        data, err = _json_body(headers, body)
-        if err is not None:
-            return err
-        if not isinstance(data, dict):
-            return _empty(400)
-        text = data.get("searchText")
-        if not isinstance(text, str) or not text.strip():  # [Required] on SearchRequest
-            return _json(400, "The SearchText field is required.")
-        sid: str | None = str(uuid.uuid4())
-        if data.get("id") is not None:
-            sid = _parse_guid(str(data["id"]))
-            if sid is None:
-                return _empty(400)
-        options = {
-            "fileLimit": data.get("fileLimit", 25000),
-            "filterResponses": data.get("filterResponses", True),
-            "maximumPeerQueueLength": data.get("maximumPeerQueueLength", 2147483647),
-            "minimumPeerUploadSpeed": data.get("minimumPeerUploadSpeed", 0),
-            "minimumResponseFileCount": data.get("minimumResponseFileCount", 1),
-            "responseLimit": data.get("responseLimit", 250),
-            "searchTimeout": data.get("searchTimeout", 15000),
-        }
-        for name, value in options.items():
-            if name != "filterResponses" and (isinstance(value, bool) or not isinstance(value, int)):
-                return _empty(400)
-        if int(options["searchTimeout"]) < 5:  # SearchRequest's [Range] minimum
-            return _json(400, "The field SearchTimeout must be between 5 and 2147483647.")
+        request = _search_request(headers, body)
+        if isinstance(request, _Response):
+            return request
+        sid, text, options = request
         with self._lock:
             if self._busy > 0:
                 self._busy -= 1
@@ -1478,14 +1455,14 @@ class Simulator:
                                      "characters (Parameter 'query')")
             elif not self._logged_in or self._relogging:
                 refusal = _error_409("The server connection must be connected and logged in")
-            limit = max(int(options["responseLimit"]), 1)
+            limit = max(options["responseLimit"], 1)
             responses = [] if refusal else self._responses_for(text, token)[:limit]
             duration = max(float(self.search_duration), 0.0)
             search = _Search(
                 sid, text, token, time.monotonic(), time.time(), responses,
                 arrivals=[duration * (i + 1) / len(responses) for i in range(len(responses))],
-                timeout=int(options["searchTimeout"]) / 1000.0,
-                response_limit=limit, file_limit=max(int(options["fileLimit"]), 1),
+                timeout=options["searchTimeout"] / 1000.0,
+                response_limit=limit, file_limit=max(options["fileLimit"], 1),
             )
             self._searches[sid] = search
             if refusal is not None:
@@ -1536,6 +1513,36 @@ class Simulator:
 
 def _error_409(message: str) -> _Response:
     return _json(409, message)
+
+
+def _search_request(headers: Mapping[str, str], body: bytes) -> tuple[str, str, dict[str, int]] | _Response:
+    """POST searches' body as SearchRequest binds and validates it: (id, text, options) or a 4xx."""
+    data, err = _json_body(headers, body)
+    if err is not None:
+        return err
+    if not isinstance(data, dict):
+        return _empty(400)
+    text = data.get("searchText")
+    if not isinstance(text, str) or not text.strip():  # [Required] on SearchRequest
+        return _json(400, "The SearchText field is required.")
+    sid: str | None = str(uuid.uuid4())
+    if data.get("id") is not None:
+        sid = _parse_guid(str(data["id"]))
+        if sid is None:
+            return _empty(400)
+    defaults = {"fileLimit": 25000, "maximumPeerQueueLength": 2147483647, "minimumPeerUploadSpeed": 0,
+                "minimumResponseFileCount": 1, "responseLimit": 250, "searchTimeout": 15000}
+    options: dict[str, int] = {}
+    for name, default in defaults.items():
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return _empty(400)
+        options[name] = value
+    if not isinstance(data.get("filterResponses", True), bool):
+        return _empty(400)
+    if options["searchTimeout"] < 5:  # SearchRequest's [Range] minimum
+        return _json(400, "The field SearchTimeout must be between 5 and 2147483647.")
+    return sid, text, options
 
 
 def _search_time(epoch: float) -> str:

@@ -36,11 +36,7 @@ def run_configured_sync(
         raise ValueError("no playlists configured in [sync] playlists")
     skipped: list[SkippedLine] = []
     tracks = load_playlists(chosen, skipped)
-    own_client = client is None
-    if client is None:
-        from trayagent.slskd import SlskdClient
-
-        client = SlskdClient(config.slskd)
+    client, own_client = _client_for(config, client)
     try:
         engine = SyncEngine(client, config.sync, config.state_path)
         report = engine.run(tracks, progress_cb=progress_cb, stop_event=stop_event)
@@ -48,6 +44,15 @@ def run_configured_sync(
     finally:
         if own_client:
             client.close()
+
+
+def _client_for(config: Any, client: Any) -> tuple[Any, bool]:
+    """The given client, or a new SlskdClient for `[slskd]` (True: the caller closes it)."""
+    if client is not None:
+        return client, False
+    from trayagent.slskd import SlskdClient
+
+    return SlskdClient(config.slskd), True
 
 
 def _with_skipped(report: SyncReport, skipped: list[SkippedLine]) -> SyncReport:
@@ -120,11 +125,7 @@ def run_sync_command(
     except PlaylistError as exc:
         err.write(f"trayagent sync: {exc}\n")
         return 2
-    own_client = client is None
-    if client is None:
-        from trayagent.slskd import SlskdClient
-
-        client = SlskdClient(config.slskd)
+    client, own_client = _client_for(config, client)
     factory = engine_factory or SyncEngine
     engine = factory(client, config.sync, config.state_path, **({"dry_run": True} if dry_run else {}))
     display = _Display(err)
