@@ -276,3 +276,17 @@ def test_cli_dry_run_searches_ranks_and_enqueues_nothing(sim_fast, tmp_path, mon
     assert data["skipped_lines"] == [{"source": str(playlist), "line": 3, "text": "not a track line",
                                       "reason": "not 'Artist - Title'"}]
     assert len(enqueue_posts(sim_fast)) == 1
+
+
+def test_tracks_obtained_under_an_earlier_versions_key_are_not_downloaded_again(sim_fast, real_client, tmp_path):
+    from trayagent.sync_store import COMPLETED, TrackState, legacy_key
+
+    assert legacy_key("Simon & Garfunkel", "The Boxer") == "simon|the boxer"  # what 0.x stored
+    assert legacy_key("Coldplay", "Clocks - 2008 Remaster") == "coldplay|clocks"
+    store = SyncStore(tmp_path / "state.sqlite3")
+    old = TrackState(legacy_key("Simon & Garfunkel", "The Boxer"), "Simon & Garfunkel", "The Boxer",
+                     status=COMPLETED, finished_at=1.0, found=True)
+    store.save(old, 1.0)
+    store.close()
+    report = engine(real_client, tmp_path).run([WantedTrack("Simon & Garfunkel", "The Boxer")])
+    assert [t.status for t in report.tracks] == ["skipped"] and sim_fast.searches_made == []

@@ -38,7 +38,7 @@ from trayagent.sync_report import SyncProgress, SyncReport, TrackResult, track_r
 from trayagent.sync_search import SearchRunner, SearchTimings
 from trayagent.sync_store import (
     ACTIVE, COMPLETED, ENQUEUING, FAILED, NOT_FOUND, OBTAINED, PENDING, PICKED, PRESENT, READY, SEARCHING,
-    TERMINAL, Attempt, SyncBusy, SyncStore, TrackState,
+    TERMINAL, Attempt, SyncBusy, SyncStore, TrackState, legacy_key,
 )
 from trayagent.sync_transfers import TransferFollower
 
@@ -183,7 +183,7 @@ class SyncEngine(TransferFollower):
             if track.key in seen:
                 continue
             seen.add(track.key)
-            state = self.store.load(track.key)
+            state = self.store.load(track.key) or self._carried_over(track)
             if state is None:
                 state = TrackState.new(track)
             elif state.status in OBTAINED:
@@ -206,6 +206,17 @@ class SyncEngine(TransferFollower):
                 if state.status == ENQUEUING:
                     self._reconcile_enqueue(state)
         return states
+
+    def _carried_over(self, track: WantedTrack) -> TrackState | None:
+        """A track obtained under the key an earlier version used: obtained still, not re-downloaded."""
+        old_key = legacy_key(track.artist, track.title)
+        old = self.store.load(old_key) if old_key != track.key else None
+        if old is None or old.status not in OBTAINED:
+            return None
+        state = TrackState.new(track)
+        state.status, state.reason, state.finished_at, state.found = old.status, old.reason, old.finished_at, old.found
+        log.info("%s: obtained by an earlier version of trayagent", state.label)
+        return state
 
     # ------------------------------------------------------------- loop
 

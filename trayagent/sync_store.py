@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from trayagent.playlist import WantedTrack
 from trayagent.ranking import Candidate
+from trayagent.titles import normalise
 
 # Track statuses. Terminal ones end a run for that track.
 PENDING = "pending"  # needs a search (maybe after next_at)
@@ -53,6 +55,27 @@ CREATE TABLE IF NOT EXISTS sync_attempts (
 CREATE INDEX IF NOT EXISTS sync_attempts_file ON sync_attempts (username, filename);
 """
 SCHEMA_VERSION = 1
+
+
+# Keys before issue 10 cut the artist at "&" and "," and kept version words: read once so a
+# track obtained under its old key is not searched (and downloaded) again after an upgrade.
+_OLD_DECORATION_RE = re.compile(
+    r"\s*[(\[][^)\]]*\b(remaster(ed)?|explicit|clean|mono|stereo|album version|single version|"
+    r"original mix|bonus track|deluxe)\b[^)\]]*[)\]]"
+    r"|\s+-\s+(\d{4}\s+)?(remaster(ed)?|digital remaster|explicit|mono|stereo)(\s+\d{4})?(\s+version)?\s*$",
+    re.IGNORECASE,
+)
+_OLD_FEAT_RE = re.compile(r"\s*[(\[]?\b(feat\.?|ft\.?|featuring)\s+[^)\]]*[)\]]?", re.IGNORECASE)
+_OLD_ARTIST_SPLIT_RE = re.compile(
+    r"\s*(?:,|;|\s/\s|\s&\s|\sx\s|\bfeat\.?\s|\bft\.?\s|\bfeaturing\s)\s*", re.IGNORECASE)
+
+
+def legacy_key(artist: str, title: str) -> str:
+    """The key an earlier trayagent stored this track under (first artist, old title rules)."""
+    parts = [p.strip() for p in _OLD_ARTIST_SPLIT_RE.split(artist or "") if p and p.strip()]
+    first = parts[0] if parts else (artist or "").strip()
+    core = _OLD_DECORATION_RE.sub("", _OLD_FEAT_RE.sub("", title)).strip() or title.strip()
+    return f"{normalise(first.replace('+', ' '))}|{normalise(core.replace('+', ' '))}"
 
 
 class SyncBusy(Exception):
@@ -282,5 +305,5 @@ class _Tx:
 
 __all__ = [
     "ACTIVE", "COMPLETED", "ENQUEUING", "FAILED", "NOT_FOUND", "OBTAINED", "PENDING", "PICKED",
-    "PRESENT", "READY", "SEARCHING", "TERMINAL", "Attempt", "SyncBusy", "SyncStore", "TrackState",
+    "PRESENT", "READY", "SEARCHING", "TERMINAL", "Attempt", "SyncBusy", "SyncStore", "TrackState", "legacy_key",
 ]
