@@ -290,3 +290,29 @@ def test_tracks_obtained_under_an_earlier_versions_key_are_not_downloaded_again(
     store.close()
     report = engine(real_client, tmp_path).run([WantedTrack("Simon & Garfunkel", "The Boxer")])
     assert [t.status for t in report.tracks] == ["skipped"] and sim_fast.searches_made == []
+
+
+def test_trayagent_sync_dry_run_as_a_process(sim_fast, tmp_path):
+    """`trayagent sync --dry-run --json`: a real process over HTTP; the picks, and nothing enqueued."""
+    import os
+    import subprocess
+    import sys
+
+    from agentproc import ROOT, write_config
+    from conftest import API_KEY
+
+    sim_fast.add_search_results(None, [BEST, SECOND])
+    playlist = tmp_path / "liked.txt"
+    playlist.write_text("Daft Punk - Get Lucky\nX - Y\n", encoding="utf-8")
+    cfg = write_config(tmp_path / "c.toml", sim_fast.url, API_KEY,
+                       sync={"searches_per_minute": 600, "search_timeout": 0.05})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLSKD_", "DISPLAY", "DBUS_"))}
+    env.update(TRAYAGENT_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "trayagent", "sync", "--dry-run", "--json", "--config", str(cfg),
+                        str(playlist)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    data = json.loads(r.stdout)
+    assert r.returncode == 1 and data["dry_run"] is True  # one track would not be found
+    assert (data["picked"], data["not_found"]) == (1, 1)
+    assert data["tracks"][0]["username"] == "best" and "one-letter" in data["tracks"][1]["reason"]
+    assert "[1/2]" in r.stderr or "[2/2]" in r.stderr  # piped: a line per track
+    assert enqueue_posts(sim_fast) == []

@@ -51,7 +51,7 @@ class SearchRunner:
 
     def __init__(
         self,
-        client: Any,
+        client: SearchClient,
         store: Callable[[], SyncStore],
         call: Callable[..., Any],
         clock: Callable[[], float],
@@ -84,7 +84,11 @@ class SearchRunner:
         state = getattr(self.client, "server_state", None)
         if state is None:  # a client without it: the 409 still tells us
             return True
-        logged_in = bool(self._call(state).logged_in)
+        try:
+            logged_in = bool(self._call(state).logged_in)
+        except (SlskdNotFound, SlskdBadResponse) as exc:  # no usable answer: a 409 still tells us
+            log.debug("slskd's server state unavailable (%s); searching anyway", exc)
+            logged_in = True
         self._login = (now, logged_in)
         if not logged_in:
             log.warning("slskd is not logged in to the Soulseek network; not searching until it is")
