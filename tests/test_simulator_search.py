@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 import requests
 
-from trayagent.simulator import DEFAULT_API_KEY, Simulator
+from test_simulator import http, wait_for  # noqa: F401 - `http` is a fixture (it uses this module's `sim`)
+from trayagent.simulator import Simulator
 
 SEARCHES = "/api/v0/searches"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -46,21 +47,6 @@ def sim() -> Iterator[Simulator]:
         s.search_duration = 0.05
         s.add_search_results(None, SHARES)
         yield s
-
-
-@pytest.fixture
-def http(sim: Simulator) -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.headers["X-API-Key"] = DEFAULT_API_KEY
-        yield session
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def search(sim: Simulator, http: requests.Session, text: str, timeout_ms: int = 50) -> dict[str, Any]:
