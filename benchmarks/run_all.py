@@ -24,6 +24,7 @@ BENCHES: list[tuple[str, list[str]]] = [
     ("startup", ["--runs", "5"]),
     ("idle", ["--seconds", "30", "--warmup", "12"]),
     ("requests_rate", ["--scale", "0.1", "--window", "12"]),
+    ("ranking_accuracy", []),
 ]
 
 
