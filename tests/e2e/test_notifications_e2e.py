@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from PIL import Image
 
-from .conftest import AgentRun, _dump_logs, unavailable
-from .desktop import Desktop, DesktopError, visible_text, wait_for
+from .conftest import AgentRun, started_desktop, unavailable
+from .desktop import Desktop, visible_text, wait_for
 
 SIZE = 4_000_000
 #: A peer controls file names. This one tries bidi reordering (U+202E), a terminal escape,
@@ -145,15 +145,8 @@ def menu_desktop(tmp_path: Path) -> Iterator[Desktop]:
     dmenu = _script(tmp_path / "dmenu-rec", DMENU.format(log=tmp_path / "dmenu.log"))
     settings = {"dmenu": f"{dmenu} -l 5 -p buttons: -fn DejaVuSans-11", "offset": "16x140",
                 "show_indicators": "yes"}
-    try:
-        d = Desktop(tmp_path / "desktop", with_tray=False, dunst_settings=settings).__enter__()
-    except DesktopError as exc:
-        pytest.fail(f"the test desktop did not start: {exc}", pytrace=False)
-    try:
+    with started_desktop(tmp_path / "desktop", with_tray=False, dunst_settings=settings) as d:
         yield d
-    finally:
-        _dump_logs(d)
-        d.stop()
 
 
 def _opener(tmp_path: Path) -> tuple[dict[str, str], Path]:
@@ -163,6 +156,21 @@ def _opener(tmp_path: Path) -> tuple[dict[str, str], Path]:
     log = tmp_path / "opened.log"
     _script(bindir / "xdg-open", RECORDER.format(log=log))
     return {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}, log
+
+
+def _album_agent(desktop: Desktop, simulator: Any, start_agent: Callable[..., AgentRun], tmp_path: Path,
+                 folder: str, names: list[str]) -> tuple[AgentRun, list[str], Path, Path]:
+    """Downloads in progress from bob's `folder`, a local download_dir holding that folder, and
+    the agent (with the recording opener) once it has seen them all: (agent, ids, downloads, opened)."""
+    ids = [simulator.add_download("bob", f"{folder}\\{name}", SIZE, state="InProgress") for name in names]
+    downloads = tmp_path / "downloads"
+    (downloads / folder.rsplit("\\", 1)[-1]).mkdir(parents=True)
+    env, opened = _opener(tmp_path)
+    agent = start_agent(desktop, headless=True, env=env, cleanup={"enabled": False},
+                        slskd={"download_dir": str(downloads)})
+    for tid in ids:
+        agent.wait_event("added", id=tid)
+    return agent, ids, downloads, opened
 
 
 def _menu_lines(tmp_path: Path) -> list[str]:
@@ -199,16 +207,8 @@ def test_retry_button_in_dunst_reenqueues_the_failed_file(
     tmp_path: Path,
 ) -> None:
     desktop = menu_desktop
-    folder = "@@bob\\Music\\Rejected Album"
-    ids = [simulator.add_download("bob", f"{folder}\\0{i} - Song {i}.flac", SIZE, state="InProgress")
-           for i in (1, 2, 3)]
-    downloads = tmp_path / "downloads"
-    (downloads / "Rejected Album").mkdir(parents=True)
-    env, _ = _opener(tmp_path)
-    agent = start_agent(desktop, headless=True, env=env, cleanup={"enabled": False},
-                        slskd={"download_dir": str(downloads)})
-    for tid in ids:
-        agent.wait_event("added", id=tid)
+    agent, ids, _, _ = _album_agent(desktop, simulator, start_agent, tmp_path, "@@bob\\Music\\Rejected Album",
+                                    [f"0{i} - Song {i}.flac" for i in (1, 2, 3)])
     simulator.set_state(ids[0], "Completed, Succeeded")
     simulator.set_state(ids[1], "Completed, Succeeded")
     simulator.set_state(ids[2], "Completed, Rejected", bytes_transferred=0)
@@ -252,16 +252,9 @@ def test_album_of_twelve_is_one_notification_and_open_folder_runs_the_opener(
         desktop.spawn("dbus-monitor", ["dbus-monitor", "--session",
                                        "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"],
                       stdout=out)
-    folder = "@@bob\\Music\\Artist\\Tray Album"
-    ids = [simulator.add_download("bob", f"{folder}\\{i:02d} - Track {i}.flac", SIZE, state="InProgress")
-           for i in range(1, 13)]
-    downloads = tmp_path / "downloads"
-    (downloads / "Tray Album").mkdir(parents=True)
-    env, opened = _opener(tmp_path)
-    agent = start_agent(desktop, headless=True, env=env, cleanup={"enabled": False},
-                        slskd={"download_dir": str(downloads)})
-    for tid in ids:
-        agent.wait_event("added", id=tid)
+    agent, ids, downloads, opened = _album_agent(desktop, simulator, start_agent, tmp_path,
+                                                 "@@bob\\Music\\Artist\\Tray Album",
+                                                 [f"{i:02d} - Track {i}.flac" for i in range(1, 13)])
     for chunk in range(4):  # the album arrives in four parts, each its own poll and batch
         for tid in ids[chunk * 3:chunk * 3 + 3]:
             simulator.set_state(tid, "Completed, Succeeded")
@@ -321,12 +314,8 @@ def test_what_ended_while_the_agent_was_stopped_is_one_summary(
 def test_no_buttons_for_a_daemon_without_actions(
     tmp_path: Path, simulator: Any, start_agent: Callable[..., AgentRun],
 ) -> None:
-    try:
-        desktop = Desktop(tmp_path / "plain", with_tray=False, with_notifications=False).__enter__()
-    except DesktopError as exc:
-        pytest.fail(f"the test desktop did not start: {exc}", pytrace=False)
     record = tmp_path / "notify-calls.jsonl"
-    try:
+    with started_desktop(tmp_path / "plain", with_tray=False, with_notifications=False) as desktop:
         fake = Path(__file__).with_name("fake_notifyd.py")
         desktop.spawn("fake-notifyd", [sys.executable, str(fake), str(record), "body,body-hyperlinks"])
         wait_for(lambda: "ready" in desktop.log_text("fake-notifyd"), 10, "the plain notification daemon")
@@ -349,6 +338,3 @@ def test_no_buttons_for_a_daemon_without_actions(
         [done] = [c for c in calls if "Intro" in c["body"]]
         assert done["body"] == "<Intro> — Rock & Roll"  # plain text: no body-markup, so not escaped
         assert agent.proc.poll() is None, "the agent died"
-    finally:
-        _dump_logs(desktop)
-        desktop.stop()
