@@ -449,3 +449,35 @@ def test_agent_retry_reenqueues_only_the_given_ids(sim: Any, tmp_path: Path, mon
         assert agent.retry([b]) == 0  # once, not on every click
     finally:
         agent.stop()
+
+
+def test_after_every_backend_failed_the_ladder_is_tried_again() -> None:
+    daemon, attempts = Daemon(), []
+
+    def flaky() -> Any:  # the daemon is not up at first, then it is
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise NotificationError("org.freedesktop.DBus.Error.ServiceUnknown")
+        return daemon
+
+    n = DesktopNotifier(NotificationRules(batch_window=0), backends=[flaky], clock=lambda: at(0))
+    n.notify([ev(EventType.COMPLETED, "a.flac")])
+    assert wait_for(lambda: n.backend_name() == "none") and daemon.sent == []
+    n.notify([ev(EventType.COMPLETED, "b.flac", folder="@@x\\Other")])
+    time.sleep(0.1)
+    assert daemon.sent == []  # not before the retry interval
+    n.retry_ladder_after = 0
+    n.notify([ev(EventType.COMPLETED, "c.flac", folder="@@x\\Third")])
+    assert wait_for(lambda: daemon.sent)
+    n.close()
+    assert [s[0].body for s in daemon.sent] == ["c — Third"]
+
+
+def test_notify_send_gets_text_its_locale_can_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trayagent import notify_backends as B
+
+    monkeypatch.setattr(B.sys, "getfilesystemencoding", lambda: "latin-1")
+    argv = B.NotifySendBackend("notify-send").command(Notification("坂本龍一 — Ça", "\udcff café"))
+    assert argv[-2:] == ["???? ? Ça", "? café"]
+    for arg in argv:
+        arg.encode("latin-1")

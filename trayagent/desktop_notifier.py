@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,8 @@ OPEN_FOLDER = "open-folder"
 SHOW_IN_SLSKD = "show-slskd"
 #: Notifications whose buttons are remembered; older ones are long gone from any screen.
 REMEMBERED = 200
+#: With every backend failed, try the ladder again this long after (a restarted daemon, a new bus).
+RETRY_LADDER_AFTER = 300.0
 
 
 class NotifierClosed(NotificationError):
@@ -122,8 +125,12 @@ class DesktopNotifier:
             ladder = list(backends)
         else:
             ladder = backend_ladder(app_name, icon_path, on_action=self._on_action, on_closed=self._on_closed)
-        self._ladder = ladder
+        self._factories = tuple(ladder)
+        self._ladder = list(ladder)
         self._backend: NotificationBackend | None = None
+        self._exhausted_at: float | None = None
+        self.retry_ladder_after = RETRY_LADDER_AFTER
+        self._warned: set[str] = set()
         self._host = host
         self._clock = clock
         self._cond = threading.Condition()
@@ -238,16 +245,28 @@ class DesktopNotifier:
 
     def _current(self) -> NotificationBackend:
         """The backend in use, starting the next one of the ladder when none is (logged once each)."""
+        if self._exhausted_at is not None and time.monotonic() - self._exhausted_at >= self.retry_ladder_after:
+            self._backend, self._ladder, self._exhausted_at = None, list(self._factories), None
         while self._backend is None:
             if not self._ladder:
                 self._backend = MissingBackend("no notification backend left")
+                self._exhausted_at = time.monotonic()
                 break
             make = self._ladder.pop(0)
             try:
                 self._backend = make()
             except Exception as exc:  # noqa: BLE001 - any failure to start: the next one
-                log.warning("desktop notifications: %s; trying the next way", exc)
+                self._warn_once(f"start:{len(self._factories) - len(self._ladder)}",
+                                f"desktop notifications: {exc}; trying the next way")
         return self._backend
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """Each way of failing is a warning once; its repeats (after a retry of the ladder) are debug."""
+        if key in self._warned:
+            log.debug("%s", message)
+        else:
+            self._warned.add(key)
+            log.warning("%s", message)
 
     def _send_down_the_ladder(self, note: Notification) -> None:
         while True:
@@ -261,7 +280,8 @@ class DesktopNotifier:
                     return
                 self._backend = None
                 nxt = "the next way" if self._ladder else "none (notifications off)"
-                log.warning("desktop notifications via %s failed (%s); falling back to %s", backend.name, exc, nxt)
+                self._warn_once(f"send:{backend.name}",
+                                f"desktop notifications via {backend.name} failed ({exc}); falling back to {nxt}")
                 stop = getattr(backend, "stop", None)
                 if stop is not None:
                     try:

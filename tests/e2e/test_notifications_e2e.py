@@ -338,3 +338,26 @@ def test_no_buttons_for_a_daemon_without_actions(
         [done] = [c for c in calls if "Intro" in c["body"]]
         assert done["body"] == "<Intro> — Rock & Roll"  # plain text: no body-markup, so not escaped
         assert agent.proc.poll() is None, "the agent died"
+
+
+def test_the_notification_daemon_going_away_never_stops_the_agent(
+    desktop: Desktop, simulator: Any, start_agent: Callable[..., AgentRun],
+) -> None:
+    ids = [simulator.add_download("bob", f"@@bob\\Music\\F{i}\\song.flac", SIZE, state="InProgress") for i in range(3)]
+    agent = start_agent(desktop, headless=True, cleanup={"enabled": False})
+    for tid in ids:
+        agent.wait_event("added", id=tid)
+    simulator.set_state(ids[0], "Completed, Succeeded")
+    agent.wait_event("completed", id=ids[0])
+    desktop.wait_for_displayed(1)
+
+    dunst = next(proc for name, proc in desktop._procs if name == "dunst")
+    desktop.terminate(dunst)  # the daemon crashes: D-Bus, then notify-send, fail
+    simulator.set_state(ids[1], "Completed, Succeeded")
+    agent.wait_event("completed", id=ids[1])
+    wait_for(lambda: "falling back to none" in desktop.log_text("agent"), 15, "the fall to no notifications")
+    simulator.set_state(ids[2], "Completed, Rejected", bytes_transferred=0)
+    agent.wait_event("failed", id=ids[2])  # still polling, still streaming
+    log = desktop.log_text("agent")
+    assert "via D-Bus (dunst" in log and "Traceback" not in log, log[-3000:]
+    assert agent.proc.poll() is None, "the agent died"
