@@ -148,7 +148,7 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
     elif console:
         agent.add_notifier(notify.ConsoleNotifier(sys.stdout))
     if config.notifications.enabled and not getattr(args, "no_notify", False):
-        desktop = notify.make_notifier("desktop", config)
+        desktop = notify.make_notifier("desktop", config, host=agent)
         agent.add_notifier(desktop)
         return desktop
     return None
