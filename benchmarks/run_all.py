@@ -27,6 +27,7 @@ BENCHES: list[tuple[str, list[str]]] = [
     ("idle", ["--seconds", "30", "--warmup", "12"]),
     ("requests_rate", ["--scale", "0.1", "--window", "12"]),
     ("clear_cost", ["--transfers", "10000"]),
+    ("ranking_accuracy", []),
     ("active_cost", ["--sizes", "1000,10000,50000", "--seconds", "30"]),
 ]
 

@@ -26,6 +26,22 @@ def sim() -> Iterator[Any]:
 
 
 @pytest.fixture
+def sim_fast(sim: Any) -> Any:
+    """The simulator with responses arriving within 0.1 s (sync tests)."""
+    sim.search_duration = 0.1
+    return sim
+
+
+@pytest.fixture
+def real_client(sim_fast: Any) -> Any:
+    """A real SlskdClient for `sim_fast`."""
+    from trayagent.config import SlskdConfig
+    from trayagent.slskd import SlskdClient
+
+    return SlskdClient(SlskdConfig(url=sim_fast.url, api_key=API_KEY, timeout=5.0))
+
+
+@pytest.fixture
 def make_agent(tmp_path: Path, sim: Any) -> Iterator[Callable[..., AgentProcess]]:
     """Start agents against the simulator; all share one state dir (so restarts resume)."""
     started: list[AgentProcess] = []

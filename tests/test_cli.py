@@ -162,7 +162,8 @@ def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp
     }])
     sim.enqueue_plan = [("state", "Queued, Remotely", 0.1), ("transfer", 50_000_000), ("end", "Completed, Succeeded")]
     cfg = load_config(write_config(tmp_path / "c.toml", sim.url, API_KEY,
-                                   sync={"playlists": [str(playlist)], "searches_per_minute": 600}), env={})
+                                   sync={"playlists": [str(playlist)], "searches_per_minute": 600,
+                                         "search_timeout": 0.05}), env={})
     agent = Agent(cfg)
     sink = _Collect()
     agent.add_notifier(sink)

@@ -124,6 +124,10 @@ max_attempts = 2
 queue_timeout = 12.5
 preferred_formats = [".FLAC", "ogg"]
 min_bitrate = 0
+max_in_progress = 4
+stall_timeout = 2.5
+long_queue = 50
+search_timeout = 4.5
 """,
     )
     assert cfg.slskd.timeout == 2.0 and isinstance(cfg.slskd.timeout, float)
@@ -136,7 +140,7 @@ min_bitrate = 0
     assert cfg.notifications.quiet_range == (time(22, 0), time(7, 30))
     assert cfg.notifications.on_cancelled is True and cfg.notifications.on_completed is False
     assert cfg.notifications.max_per_minute == 1
-    assert cfg.sync == SyncConfig(("/music/a.m3u", "b.m3u8"), "/music", 0.5, 2, 12.5, ("flac", "ogg"), 0)
+    assert cfg.sync == SyncConfig(("/music/a.m3u", "b.m3u8"), "/music", 0.5, 2, 12.5, ("flac", "ogg"), 0, 4, 2.5, 50, 4.5)
 
 
 def test_quiet_hours_cross_midnight() -> None:
@@ -298,6 +302,10 @@ def test_secrets_are_registered_for_log_redaction(tmp_path: Path) -> None:
         ("[sync]\nplaylists = [1, 2]", "[sync] playlists must be a list of non-empty strings"),
         ("[sync]\nqueue_timeout = 0", "[sync] queue_timeout must be a number > 0 (got 0)"),
         ("[sync]\nmusic_dir = 5", "[sync] music_dir must be a string in quotes (got 5)"),
+        ("[sync]\nmax_in_progress = 0", "[sync] max_in_progress must be a whole number >= 1 (got 0)"),
+        ("[sync]\nstall_timeout = -1", "[sync] stall_timeout must be a number > 0 (got -1)"),
+        ("[sync]\nlong_queue = 2.5", "[sync] long_queue must be a whole number >= 1 (got 2.5)"),
+        ("[sync]\nsearch_timeout = 0", "[sync] search_timeout must be a number > 0 (got 0)"),
     ],
 )
 def test_value_errors_are_one_line_and_name_the_key(tmp_path: Path, body: str, expected: str) -> None:

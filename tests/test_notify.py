@@ -372,7 +372,7 @@ class RaisingBackend:
     def __init__(self) -> None:
         self.calls = 0
 
-    def send(self, note: Notification) -> None:
+    def send(self, note: Notification, replaces_id: int = 0, actions: object = ()) -> int:
         self.calls += 1
         raise RuntimeError("no D-Bus session")
 
@@ -385,9 +385,10 @@ class RecordingBackend:
         self.notes: list[Notification] = []
         self.seen = threading.Event()
 
-    def send(self, note: Notification) -> None:
+    def send(self, note: Notification, replaces_id: int = 0, actions: object = ()) -> int:
         self.notes.append(note)
         self.seen.set()
+        return len(self.notes)
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -400,17 +401,18 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untype
 
 
 class TestDesktopNotifier:
-    def test_broken_backend_logged_once_never_raises(self, caplog: pytest.LogCaptureFixture) -> None:
+    def test_broken_backend_logged_once_then_falls_to_none(self, caplog: pytest.LogCaptureFixture) -> None:
         backend = RaisingBackend()
         n = DesktopNotifier(NotificationRules(batch_window=0, max_per_minute=100), backend=backend)
-        with caplog.at_level(logging.DEBUG, logger="trayagent.notify"):
+        with caplog.at_level(logging.DEBUG, logger="trayagent"):
             for i in range(5):
                 n.notify([ev(EventType.COMPLETED, f"{i}.flac", folder=f"F{i}")])
-            assert wait_for(lambda: backend.calls >= 5)
+            assert wait_for(lambda: n.backend_name() == "none")
             n.close()
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) == 1
         assert "no D-Bus session" in warnings[0].getMessage()
+        assert backend.calls == 1  # not asked again once it failed
 
     def test_flusher_sends_after_window_without_new_events(self) -> None:
         backend = RecordingBackend()
@@ -429,7 +431,8 @@ class TestDesktopNotifier:
         assert backend.notes == []
         n.close()
         assert [x.title for x in backend.notes] == ["Download finished"]
-        n.notify([ev(EventType.COMPLETED)])  # after close: ignored, no error
+        with pytest.raises(N.NotificationError):  # after close: not taken, so the agent keeps them
+            n.notify([ev(EventType.COMPLETED)])
         n.close()
 
     def test_set_paused(self) -> None:
@@ -480,8 +483,12 @@ class TestNotifySend:
             NotifySendBackend(str(tmp_path / "missing")).send(Notification("t", "b"))
 
     def test_missing_notify_send_without_dbus_gives_missing_backend(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(N.sys, "platform", "linux")
-        monkeypatch.setattr(N.shutil, "which", lambda name: None)
+        from trayagent import notify_backends as B
+
+        monkeypatch.setattr(B.sys, "platform", "linux")
+        monkeypatch.setattr(B.shutil, "which", lambda name: None)
+        monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
         monkeypatch.setitem(__import__("sys").modules, "dbus", None)  # import dbus -> ImportError
         b = N.choose_backend()
         assert b.name == "none"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from pathlib import Path
+
 import pytest
 
 from trayagent.playlist import (
@@ -88,15 +90,20 @@ def test_m3u_broken_lines_are_skipped_and_logged(caplog):
 
 EXPORTIFY = (
     "Track URI,Track Name,Artist URI(s),Artist Name(s),Album Name,Disc Number,Duration (ms),Popularity\n"
-    'spotify:track:1,Get Lucky (feat. Pharrell Williams),x,"Daft Punk, Pharrell Williams",Random Access Memories,1,248413,80\n'
-    'spotify:track:2,"Hello, Goodbye",y,The Beatles,Magical Mystery Tour,1,208000,70\n'
+    'spotify:track:1,Get Lucky (feat. Pharrell Williams),"spotify:artist:4tZw, spotify:artist:2Rdw",'
+    '"Daft Punk, Pharrell Williams",Random Access Memories,1,248413,80\n'
+    'spotify:track:2,"Hello, Goodbye",spotify:artist:3WrF,The Beatles,Magical Mystery Tour,1,208000,70\n'
+    'spotify:track:3,EARFQUAKE,"spotify:artist:4V8L, spotify:artist:3Ngh",'
+    '"Tyler\\, The Creator, Playboi Carti",IGOR,1,190000,75\n'
 )
 
 
 def test_csv_exportify_headers():
     tracks = parse_csv(EXPORTIFY, "e.csv")
-    assert pairs(tracks) == [("Daft Punk, Pharrell Williams", "Get Lucky (feat. Pharrell Williams)"),
-                             ("The Beatles", "Hello, Goodbye")]
+    # Exportify lists one artist id per credited artist: the names split into as many credits
+    assert pairs(tracks) == [("Daft Punk", "Get Lucky (feat. Pharrell Williams)"),
+                             ("The Beatles", "Hello, Goodbye"), ("Tyler, The Creator", "EARFQUAKE")]
+    assert [t.featured for t in tracks] == [("Pharrell Williams",), (), ("Playboi Carti",)]
     assert tracks[0].album == "Random Access Memories"
     assert tracks[0].duration == pytest.approx(248.413)
 
@@ -206,7 +213,8 @@ def test_load_playlists_dedupes_by_key_across_formats(tmp_path):
     (tmp_path / "b.csv").write_text(EXPORTIFY, encoding="utf-8")
     (tmp_path / "c.txt").write_text("the beatles - hello, goodbye\nMuse - Uprising\n", encoding="utf-8")
     tracks = load_playlists([tmp_path / "a.m3u", tmp_path / "b.csv", tmp_path / "c.txt"])
-    assert pairs(tracks) == [("Daft Punk", "Get Lucky"), ("The Beatles", "Hello, Goodbye"), ("Muse", "Uprising")]
+    assert pairs(tracks) == [("Daft Punk", "Get Lucky"), ("The Beatles", "Hello, Goodbye"),
+                             ("Tyler, The Creator", "EARFQUAKE"), ("Muse", "Uprising")]
     assert tracks[0].duration == 248.0  # first occurrence wins
 
 
@@ -216,3 +224,31 @@ def test_key_is_stable_and_ignores_album_duration_and_source():
     assert a.key == b.key
     assert a.key == WantedTrack("Daft Punk", "Get Lucky").key  # same value every time
     assert a.key != WantedTrack("Daft Punk", "Lose Yourself to Dance").key
+
+
+def test_csv_exportify_older_layout_joins_names_without_spaces():
+    text = ("Spotify ID,Artist IDs,Track Name,Album Name,Artist Name(s),Release Date,Duration (ms)\n"
+            '1,"a1,a2","EARFQUAKE","IGOR","Tyler, The Creator,Playboi Carti",2019-05-17,190000\n'
+            '2,"b1","September","The Best of","Earth, Wind & Fire",1978-11-23,215000\n')
+    tracks = parse_csv(text)
+    assert [(t.artist, t.featured) for t in tracks] == [("Tyler, The Creator", ("Playboi Carti",)),
+                                                         ("Earth, Wind & Fire", ())]
+
+
+def test_other_csv_exports_keep_a_comma_credit_whole():
+    text = "Track name,Artist name,Album\nSeptember,\"Earth, Wind & Fire\",The Best of\n"
+    assert [(t.artist, t.featured) for t in parse_csv(text)] == [("Earth, Wind & Fire", ())]
+
+
+def test_skipped_lines_are_collected_with_the_reason(tmp_path):
+    from trayagent.playlist import SkippedLine
+
+    (tmp_path / "a.txt").write_text("Muse - Uprising\njust some words\n", encoding="utf-8")
+    (tmp_path / "b.m3u").write_text("#EXTM3U\n#EXTINF:x\nhttp://radio.example/stream\n", encoding="utf-8")
+    skipped: list[SkippedLine] = []
+    tracks = load_playlists([tmp_path / "a.txt", tmp_path / "b.m3u"], skipped)
+    assert pairs(tracks) == [("Muse", "Uprising")]
+    assert [(Path(s.source).name, s.line, s.reason) for s in skipped] == [
+        ("a.txt", 2, "not 'Artist - Title'"), ("b.m3u", 2, "malformed #EXTINF line"),
+        ("b.m3u", 3, "no artist and title")]
+    assert skipped[0].to_json()["text"] == "just some words"

@@ -456,58 +456,6 @@ def test_plan_rejects_unknown_steps(sim: Simulator) -> None:
         sim.plan("no-such-id", [])
 
 
-# ----------------------------------------------------------------------------- searches
-
-
-def test_search_lifecycle(sim: Simulator, http: requests.Session) -> None:
-    sim.search_duration = 0.3
-    sim.add_search_results("boards of", [
-        {"username": "peer1", "files": [{"filename": "@@a\\Roygbiv.flac", "size": 9, "bitRate": 900, "length": 150}]},
-        {"username": "peer2", "files": [{"filename": "@@b\\Roygbiv.mp3", "size": 5}], "lockedFiles": [
-            {"filename": "@@b\\locked.mp3", "size": 1}]},
-    ])
-    sim.add_search_results(lambda text: text.endswith("!"), [{"username": "bang", "files": []}])
-    url = sim.url + f"{API}/searches"
-    assert http.post(url, json={"searchText": "   "}).status_code == 400
-    r = http.post(url, json={"searchText": "Boards Of Canada Roygbiv"})
-    assert r.status_code == 200
-    s = r.json()
-    assert s["state"] == "InProgress" and s["isComplete"] is False and s["responses"] == []
-    assert GUID.match(s["id"]) and NO_Z.match(s["startedAt"])
-    sid = s["id"]
-    running = http.get(f"{url}/{sid}", params={"includeResponses": "true"}).json()
-    assert running["responses"] == []
-    assert http.get(f"{url}/{sid}/responses").json() == []
-    wait_for(lambda: http.get(f"{url}/{sid}").json()["isComplete"], timeout=3)
-    done = http.get(f"{url}/{sid}", params={"includeResponses": "true"}).json()
-    assert done["state"] == "Completed, TimedOut" and "endedAt" in done
-    assert done["responseCount"] == 2 and done["fileCount"] == 2 and done["lockedFileCount"] == 1
-    assert [x["username"] for x in done["responses"]] == ["peer1", "peer2"]
-    f = done["responses"][0]["files"][0]
-    assert f["extension"] == "flac" and f["isLocked"] is False and f["bitRate"] == 900
-    assert done["responses"][1]["lockedFiles"][0]["filename"] == "@@b\\locked.mp3"
-    assert http.get(f"{url}/{sid}").json()["responses"] == []  # not without includeResponses
-    assert len(http.get(f"{url}/{sid}/responses").json()) == 2
-    assert [x["id"] for x in http.get(url).json()] == [sid]
-
-    # Response limit, explicit id, cancel, delete, busy.
-    mine = "12345678-1234-1234-1234-123456789abc"
-    r = http.post(url, json={"searchText": "boards of", "id": mine, "responseLimit": 1})
-    assert r.json()["id"] == mine
-    wait_for(lambda: http.get(f"{url}/{mine}").json()["isComplete"], timeout=3)
-    assert http.get(f"{url}/{mine}").json()["state"] == "Completed, ResponseLimitReached"
-    sim.search_duration = 30
-    slow = http.post(url, json={"searchText": "wow!"}).json()["id"]
-    assert http.put(f"{url}/{slow}").status_code == 200
-    assert http.get(f"{url}/{slow}").json()["state"] == "Completed, Cancelled"
-    assert http.delete(f"{url}/{slow}").status_code == 204
-    assert http.delete(f"{url}/{slow}").status_code == 404
-    assert http.get(f"{url}/{slow}").status_code == 404
-    sim.busy(1)
-    assert http.post(url, json={"searchText": "x"}).status_code == 429
-    assert sim.searches_made == ["Boards Of Canada Roygbiv", "boards of", "wow!"]
-
-
 # ----------------------------------------------------------------------------- scenario, concurrency, CLI
 
 

@@ -39,8 +39,9 @@ SUCCEED = [QUEUED, ("transfer", 500_000_000), ("end", "Completed, Succeeded")]
 REJECT = [QUEUED, ("end", "Completed, Rejected")]
 FOREVER_QUEUED = [("state", "Queued, Remotely", 3600)]
 
+# slskd ends a search searchTimeout after its last response: 50 ms keeps the suite fast.
 FAST = EngineTimings(poll_interval=0.05, settle=0.3, busy_backoff=0.05, search_backoff=0.1,
-                     give_up_after=5.0, max_search_rounds=2)
+                     give_up_after=5.0, max_search_rounds=2, search_timeout_ms=50, login_check=0.05)
 
 
 def file(user_dir: str, name: str, size: int = SIZE, **extra: Any) -> dict[str, Any]:
@@ -82,17 +83,6 @@ class ScriptedClient:
             elif script:
                 self.sim.plan(t.id, script)
         return result
-
-
-@pytest.fixture
-def sim_fast(sim: Any) -> Any:
-    sim.search_duration = 0.1
-    return sim
-
-
-@pytest.fixture
-def real_client(sim_fast: Any) -> SlskdClient:
-    return SlskdClient(SlskdConfig(url=sim_fast.url, api_key=API_KEY, timeout=5.0))
 
 
 def sync_cfg(**kw: Any) -> SyncConfig:
@@ -146,7 +136,7 @@ def test_first_candidate_rejects_second_succeeds(sim_fast, real_client, tmp_path
     report = engine(client, tmp_path).run([LUCKY])
 
     assert report.totals() == {"total": 1, "skipped": 0, "found": 1, "queued": 0, "pending": 0,
-                               "completed": 1, "failed": 0, "not_found": 0}
+                               "not_searched": 0, "picked": 0, "completed": 1, "failed": 0, "not_found": 0}
     (track,) = report.tracks
     assert track.username == "second" and track.attempts == 2 and track.searches == 1
     assert sim_fast.searches_made == ["daft punk get lucky"]  # no new search for the retry
@@ -164,7 +154,8 @@ def test_nothing_found_tries_one_looser_search_then_gives_up(sim_fast, real_clie
     report = engine(real_client, tmp_path).run([wanted])
 
     assert report.count("not_found") == 1 and report.tracks[0].reason == "no results"
-    assert sim_fast.searches_made == ["daft punk get lucky radio edit", "get lucky"]
+    # "Radio Edit" is not part of the song's name: it ranks, it is not searched for
+    assert sim_fast.searches_made == ["daft punk get lucky", "get lucky"]
     assert enqueue_posts(sim_fast) == []
     assert_searches_deleted(sim_fast, real_client)
     assert not report.ok
@@ -176,7 +167,7 @@ def test_looser_search_is_used_only_when_the_first_finds_nothing(sim_fast, real_
     client = ScriptedClient(real_client, sim_fast, {"best": SUCCEED})
     report = engine(client, tmp_path).run([wanted])
     assert report.count("completed") == 1
-    assert sim_fast.searches_made == ["daft punk get lucky radio edit", "get lucky"]
+    assert sim_fast.searches_made == ["daft punk get lucky", "get lucky"]
 
 
 def test_429_on_enqueue_waits_and_retries_without_duplicates(sim_fast, real_client, tmp_path):
@@ -443,7 +434,7 @@ def test_unreachable_slskd_ends_the_run_with_an_error(tmp_path):
     timings = EngineTimings(poll_interval=0.05, give_up_after=0.3)
     report = engine(client, tmp_path, timings=timings).run([LUCKY])
     assert report.error and "unreachable" in report.error
-    assert report.count("pending") == 1 and not report.ok
+    assert report.count("not_searched") == 1 and not report.ok
 
 
 # --------------------------------------------------------------------------- CLI
@@ -454,8 +445,8 @@ def _config(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **sync: A
     return Config(slskd=SlskdConfig(url=sim.url, api_key=API_KEY), sync=sync_cfg(**sync))
 
 
-def _fast_engine(client: Any, cfg: Any, path: Any) -> SyncEngine:
-    return SyncEngine(client, cfg, path, timings=FAST, library=LocalLibrary(None))
+def _fast_engine(client: Any, cfg: Any, path: Any, **kw: Any) -> SyncEngine:
+    return SyncEngine(client, cfg, path, timings=FAST, library=LocalLibrary(None), **kw)
 
 
 def test_cli_json_report_and_exit_codes(sim_fast, tmp_path, monkeypatch):
@@ -471,7 +462,12 @@ def test_cli_json_report_and_exit_codes(sim_fast, tmp_path, monkeypatch):
     assert {k: data[k] for k in ("total", "completed", "not_found", "queued", "failed", "found")} == \
         {"total": 2, "completed": 1, "not_found": 1, "queued": 0, "failed": 0, "found": 1}
     assert [t["status"] for t in data["tracks"]] == ["completed", "not_found"]
-    assert err.getvalue() == ""  # not a TTY: no progress bar
+    # not a TTY: no bar, but a line per settled track, numbered
+    lines = err.getvalue().splitlines()
+    assert "\x1b" not in err.getvalue() and lines[0].startswith("2 tracks; searching them takes about")
+    assert sorted(lines[1:]) == ["[1/2] not found: Nobody - Nothing (no results)",
+                                 "[2/2] downloaded: Daft Punk - Get Lucky (Random Access Memories\\08 - Get Lucky.flac "
+                                 "from best)"]
 
     # Second run: everything settled is skipped or retried later; exit 0 needs all obtained.
     playlist.write_text("#EXTINF:248,Daft Punk - Get Lucky\nx.mp3\n")

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -95,6 +95,10 @@ class Agent:
         self._sync_lock = threading.Lock()
         self._running = False
         self.polls = 0
+        #: When the last successful poll ran; notifiers compare it with now to tell downloads that
+        #: ended while nobody watched (before the first poll, or after the machine slept).
+        self.polled_at: datetime | None = None
+        self._last_polled: datetime | None = None
         self._state = AgentState(web_url=config.slskd.ui_url, download_dir=config.slskd.download_dir or None)
         self._publish()
 
@@ -227,8 +231,14 @@ class Agent:
             self.polls += 1
             self._on_success()
             if events:
+                # Delivered on the delivery thread, after this returns: the notifier must still
+                # see the poll before this one, to tell ends that happened while nobody watched.
+                self.polled_at = self._last_polled
                 self._recorded(events)
                 self._delivery.committed()
+            else:
+                self.polled_at = now
+            self._last_polled = now
             self._publish()
             return transfers
 
@@ -529,13 +539,20 @@ class Agent:
 
     def retry_failed(self) -> int:
         """Re-enqueue recently failed downloads with the same peer and file."""
+        return self.retry()
+
+    def retry(self, ids: Collection[str] | None = None) -> int:
+        """Re-enqueue recently failed downloads (only these transfer ids, when given)."""
+        wanted = None if ids is None else set(ids)
         with self._lock:
             todo: dict[str, list[tuple[str, int]]] = {}
-            ids: dict[str, list[str]] = {}
+            ids_by_user: dict[str, list[str]] = {}
             for f in self._tracker.recent:
+                if wanted is not None and f.transfer_id not in wanted:
+                    continue
                 if f.outcome is Kind.FAILED and f.transfer_id not in self._retried:
                     todo.setdefault(f.username, []).append((f.filename, f.size))
-                    ids.setdefault(f.username, []).append(f.transfer_id)
+                    ids_by_user.setdefault(f.username, []).append(f.transfer_id)
         count = 0
         for user, files in todo.items():
             try:
@@ -543,7 +560,7 @@ class Agent:
             except SlskdError as exc:
                 log.warning("retry for %r failed: %s", user, exc)
                 continue
-            self._retried.update(ids[user])
+            self._retried.update(ids_by_user[user])
             count += len(result.enqueued) if result.enqueued else len(files) - result.failed_count
         if count:
             self.poll_now()

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", parents=[common], help="bring playlists home (search, enqueue, retry)")
     sync.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="playlists (default: [sync] playlists)")
     sync.add_argument("--json", action="store_true", help="print the report as JSON")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="search and rank, show what would be downloaded, enqueue nothing")
 
     init = sub.add_parser("init", parents=[common], help="write a config after checking it against slskd")
     init.add_argument("--url", help="slskd URL, e.g. http://localhost:5030")
@@ -149,7 +151,7 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
     elif console:
         agent.add_notifier(notify.ConsoleNotifier(sys.stdout))
     if config.notifications.enabled and not getattr(args, "no_notify", False):
-        desktop = notify.make_notifier("desktop", config)
+        desktop = notify.make_notifier("desktop", config, host=agent)
         agent.add_notifier(desktop)
         return desktop
     return None
@@ -424,7 +426,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 
-    return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr)
+    return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, dry_run=args.dry_run)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -244,6 +244,10 @@ class SyncConfig:
     queue_timeout: float = 30.0  # minutes
     preferred_formats: tuple[str, ...] = ("flac", "mp3")
     min_bitrate: int = 192  # kbps
+    max_in_progress: int = 3  # transfers that may be running at once (queued ones don't count)
+    stall_timeout: float = 5.0  # minutes in progress without a byte before the next candidate
+    long_queue: int = 20  # a peer queue this long (no free slot) outweighs the format preference
+    search_timeout: float = 15.0  # seconds slskd waits for more responses after the last one
 
 
 @dataclass(slots=True)
@@ -323,6 +327,10 @@ class Config:
                 "queue_timeout": y.queue_timeout,
                 "preferred_formats": list(y.preferred_formats),
                 "min_bitrate": y.min_bitrate,
+                "max_in_progress": y.max_in_progress,
+                "stall_timeout": y.stall_timeout,
+                "long_queue": y.long_queue,
+                "search_timeout": y.search_timeout,
             },
         }
 
@@ -547,7 +555,8 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         ),
         "sync": (
             "playlists", "music_dir", "searches_per_minute", "max_attempts", "queue_timeout",
-            "preferred_formats", "min_bitrate",
+            "preferred_formats", "min_bitrate", "max_in_progress", "stall_timeout", "long_queue",
+            "search_timeout",
         ),
     }
     for name, value in raw.items():
@@ -652,6 +661,10 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         queue_timeout=y.number("queue_timeout", 30.0, maximum=WEEK / MINUTE),  # minutes
         preferred_formats=formats,
         min_bitrate=y.integer("min_bitrate", 192, minimum=0, maximum=100_000),
+        max_in_progress=y.integer("max_in_progress", 3, minimum=1, maximum=1000),
+        stall_timeout=y.number("stall_timeout", 5.0, maximum=WEEK / MINUTE),
+        long_queue=y.integer("long_queue", 20, minimum=1, maximum=100_000),
+        search_timeout=y.number("search_timeout", 15.0, maximum=DAY),
     )
     return Config(slskd=slskd, poll=poll, tracking=tracking, cleanup=cleanup, notifications=notifications, sync=sync)
 

@@ -267,11 +267,19 @@ class _Doctor:
                       "and cairo development packages) and restart")
 
     def check_notifications(self) -> None:
-        name = "notifications"
         from trayagent.notify import Notification, choose_backend
 
         disabled = self.config is not None and not self.config.notifications.enabled
         backend = choose_backend()
+        try:
+            self._notifications_with(backend, disabled, Notification)
+        finally:
+            stop = getattr(backend, "stop", None)  # a D-Bus backend holds a connection and a listener
+            if stop is not None:
+                stop()
+
+    def _notifications_with(self, backend: Any, disabled: bool, note: Any) -> None:
+        name = "notifications"
         if backend.name == "none":
             reason = getattr(backend, "reason", "no notification backend")
             level = OK if disabled else WARN
@@ -279,11 +287,13 @@ class _Doctor:
             self.emit(level, name, f"{reason}{suffix}")
             return
         state = " (disabled in [notifications] enabled = false)" if disabled else ""
+        if getattr(backend, "actions", True) is False:
+            state += "; no buttons: this notification daemon does not offer actions"
         if not self.notify:
             self.emit(OK, name, f"backend {backend.name}{state}; `trayagent doctor --notify` sends a test")
             return
         try:
-            backend.send(Notification(title="trayagent test", body="If you can read this, notifications work."))
+            backend.send(note(title="trayagent test", body="If you can read this, notifications work."))
         except Exception as exc:  # noqa: BLE001 - any backend failure is the answer
             self.emit(FAIL, name, f"backend {backend.name} could not show a test notification ({exc}) — "
                       "is a notification daemon running in this session (e.g. dunst, your desktop's)?")

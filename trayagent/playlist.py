@@ -19,7 +19,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Iterable
 from urllib.parse import unquote
 
-from trayagent.ranking import key_of, normalise
+from trayagent.titles import key_of, normalise
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ _ARTIST_HEADERS = ("artist name(s)", "artist names", "artist name", "artist(s)",
                    "artist", "album artist name(s)", "performer", "creator", "band")
 _TITLE_HEADERS = ("track name", "track title", "song name", "song title", "title", "track",
                   "song", "name")
+# Exportify lists each credited artist's Spotify id beside the names: the count splits the names.
+_ARTIST_ID_HEADERS = ("artist uri(s)", "artist uris", "artist ids", "artist id(s)")
 _ALBUM_HEADERS = ("album name", "album title", "album", "release")
 _DURATION_HEADERS = ("duration (ms)", "duration_ms", "duration ms", "track duration (ms)",
                      "duration", "length", "time", "duration (s)", "track duration")
@@ -51,6 +53,8 @@ class WantedTrack:
     album: str | None = None
     duration: float | None = None  # seconds
     source: str = field(default="", compare=False)
+    #: Co-credited artists when the playlist says for certain (Exportify's artist list).
+    featured: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
@@ -60,6 +64,25 @@ class WantedTrack:
     @property
     def label(self) -> str:
         return f"{self.artist} - {self.title}"
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """A playlist line that named no track: reported, so nothing vanishes without a word."""
+
+    source: str
+    line: int
+    text: str
+    reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"source": self.source, "line": self.line, "text": self.text, "reason": self.reason}
+
+
+def _skip(skipped: list[SkippedLine] | None, source: str, kind: str, lineno: int, text: str, reason: str) -> None:
+    log.warning("%s:%d: %s, skipped: %r", source or kind, lineno, reason, text[:80])
+    if skipped is not None:
+        skipped.append(SkippedLine(source or kind, lineno, text[:200], reason))
 
 
 # --------------------------------------------------------------------------- decoding
@@ -99,6 +122,24 @@ def split_artist_title(text: str) -> tuple[str, str] | None:
     if not artist or not title:
         return None
     return artist, title
+
+
+def split_exportify_artists(names: str, ids: str) -> list[str]:
+    """Exportify's artist names, split into as many credits as it lists artist ids.
+
+    watsonbox's layout joins names with ", " and escapes commas inside a name ("Tyler\\, The
+    Creator"); pavelkomarov's joins with "," and no space. A split that does not give one name
+    per id is not trusted: the names stay whole, as one credit.
+    """
+    count = len([i for i in ids.split(",") if i.strip()])
+    whole = names.replace("\\,", ",").strip()
+    if count <= 1:
+        return [whole]
+    for pattern in (r"(?<!\\),\s*", r",(?!\s)"):
+        parts = [p.replace("\\,", ",").strip() for p in re.split(pattern, names)]
+        if len(parts) == count and all(parts):
+            return parts
+    return [whole]
 
 
 def _duration(value: str, header: str) -> float | None:
@@ -159,7 +200,7 @@ def _from_path(entry: str) -> tuple[str, str, str | None] | None:
 # --------------------------------------------------------------------------- formats
 
 
-def parse_m3u(text: str, source: str = "") -> list[WantedTrack]:
+def parse_m3u(text: str, source: str = "", skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """M3U/M3U8: #EXTINF gives duration and 'Artist - Title'; else the path is read."""
     tracks: list[WantedTrack] = []
     pending: tuple[float | None, str] | None = None
@@ -175,7 +216,7 @@ def parse_m3u(text: str, source: str = "") -> list[WantedTrack]:
                 secs = float(match.group(1)) if match.group(1) else None
                 pending = (secs if secs and secs > 0 else None, match.group(3).strip())
             elif line.upper().startswith("#EXTINF"):
-                log.warning("%s:%d: malformed #EXTINF line skipped", source or "m3u", lineno)
+                _skip(skipped, source, "m3u", lineno, line, "malformed #EXTINF line")
                 pending = None
             elif line.upper().startswith("#EXTALB:"):
                 album = line[8:].strip() or None
@@ -196,7 +237,7 @@ def parse_m3u(text: str, source: str = "") -> list[WantedTrack]:
                 secs = pending[0] if pending else None
                 track = WantedTrack(guess[0], guess[1], album or guess[2], secs, source)
         if track is None:
-            log.warning("%s:%d: no artist and title in %r, skipped", source or "m3u", lineno, line[:80])
+            _skip(skipped, source, "m3u", lineno, line, "no artist and title")
         else:
             tracks.append(track)
         pending, album, artist_hint = None, None, None
@@ -215,7 +256,7 @@ def _pick_column(headers: list[str], names: Iterable[str]) -> int | None:
     return None
 
 
-def parse_csv(text: str, source: str = "") -> list[WantedTrack]:
+def parse_csv(text: str, source: str = "", skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """CSV/TSV exports: artist and title columns required, album and duration optional."""
     sample = text[:8192]
     try:
@@ -231,6 +272,7 @@ def parse_csv(text: str, source: str = "") -> list[WantedTrack]:
     t_col = _pick_column(header, _TITLE_HEADERS)
     al_col = _pick_column(header, _ALBUM_HEADERS)
     d_col = _pick_column(header, _DURATION_HEADERS)
+    id_col = _pick_column(header, _ARTIST_ID_HEADERS)
     d_name = header[d_col].strip().casefold() if d_col is not None else ""
     if t_col is None:
         log.warning("%s: no title column among %r; nothing read", source or "csv", header[:10])
@@ -243,7 +285,7 @@ def parse_csv(text: str, source: str = "") -> list[WantedTrack]:
         except StopIteration:
             break
         except csv.Error as exc:  # e.g. NUL byte or an unterminated quote
-            log.warning("%s:%d: unreadable row skipped (%s)", source or "csv", lineno + 1, exc)
+            _skip(skipped, source, "csv", lineno + 1, "", f"unreadable row ({exc})")
             break
         lineno += 1
 
@@ -257,15 +299,16 @@ def parse_csv(text: str, source: str = "") -> list[WantedTrack]:
                 artist, title = pair
         if not artist or not title:
             if any(c.strip() for c in row):
-                log.warning("%s:%d: row without artist or title skipped", source or "csv", lineno)
+                _skip(skipped, source, "csv", lineno, ",".join(row), "row without artist or title")
             continue
         album = cell(al_col) or None
         duration = _duration(cell(d_col), d_name) if d_col is not None else None
-        tracks.append(WantedTrack(artist, title, album, duration, source))
+        credits = split_exportify_artists(artist, cell(id_col)) if id_col is not None else [artist]
+        tracks.append(WantedTrack(credits[0], title, album, duration, source, tuple(credits[1:])))
     return tracks
 
 
-def parse_text(text: str, source: str = "") -> list[WantedTrack]:
+def parse_text(text: str, source: str = "", skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """Plain text: 'Artist - Title' per line; blank lines and '#' or '//' comments ignored."""
     tracks: list[WantedTrack] = []
     for lineno, raw in enumerate(_lines(text), 1):
@@ -279,7 +322,7 @@ def parse_text(text: str, source: str = "") -> list[WantedTrack]:
             if len(cells) >= 2:
                 pair = (cells[0], cells[1])
         if pair is None:
-            log.warning("%s:%d: not 'Artist - Title', skipped: %r", source or "text", lineno, line[:80])
+            _skip(skipped, source, "text", lineno, line, "not 'Artist - Title'")
             continue
         tracks.append(WantedTrack(pair[0], pair[1], None, None, source))
     return tracks
@@ -304,16 +347,18 @@ def detect_format(name: str, text: str) -> str:
     return "text"
 
 
-def parse_playlist_text(text: str, fmt: str, source: str = "") -> list[WantedTrack]:
-    """Parse already-decoded text in the given format."""
+def parse_playlist_text(
+    text: str, fmt: str, source: str = "", skipped: list[SkippedLine] | None = None
+) -> list[WantedTrack]:
+    """Parse already-decoded text in the given format; lines naming no track go to `skipped`."""
     if fmt == "m3u":
-        return parse_m3u(text, source)
+        return parse_m3u(text, source, skipped)
     if fmt == "csv":
-        return parse_csv(text, source)
-    return parse_text(text, source)
+        return parse_csv(text, source, skipped)
+    return parse_text(text, source, skipped)
 
 
-def parse_playlist(path: str | Path) -> list[WantedTrack]:
+def parse_playlist(path: str | Path, skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """Read one playlist file; raises PlaylistError only when the file cannot be read."""
     p = Path(path).expanduser()
     try:
@@ -326,17 +371,17 @@ def parse_playlist(path: str | Path) -> list[WantedTrack]:
         raise PlaylistError(f"cannot read playlist {p}: {exc.strerror or exc}") from None
     text = decode(data)
     fmt = detect_format(p.name, text)
-    tracks = parse_playlist_text(text, fmt, str(p))
+    tracks = parse_playlist_text(text, fmt, str(p), skipped)
     log.info("%s: %d tracks (%s)", p, len(tracks), fmt)
     return tracks
 
 
-def load_playlists(paths: Iterable[str | Path]) -> list[WantedTrack]:
+def load_playlists(paths: Iterable[str | Path], skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """Every track of every playlist, first occurrence wins, in playlist order."""
     seen: set[str] = set()
     out: list[WantedTrack] = []
     for path in paths:
-        for track in parse_playlist(path):
+        for track in parse_playlist(path, skipped):
             if track.key in seen:
                 continue
             seen.add(track.key)
@@ -345,6 +390,6 @@ def load_playlists(paths: Iterable[str | Path]) -> list[WantedTrack]:
 
 
 __all__ = [
-    "PlaylistError", "WantedTrack", "decode", "detect_format", "load_playlists", "parse_csv",
+    "PlaylistError", "SkippedLine", "WantedTrack", "split_exportify_artists", "decode", "detect_format", "load_playlists", "parse_csv",
     "parse_m3u", "parse_playlist", "parse_playlist_text", "parse_text", "split_artist_title",
 ]

@@ -1,29 +1,41 @@
 """Pure ranking of slskd search responses against one wanted track.
 
-No I/O and no clock: given the same wanted track, responses and preferences, `rank` always
-returns the same list, so the pick is unit-tested with plain tables of candidates.
+No I/O and no clock: the same wanted track, responses and preferences always give the same
+list, so the pick is tested with plain tables (tests/ranking_cases.json).
 
-How a file is judged, in order:
+How a file is judged:
 
-1. Hard gates (the file is dropped): locked (listed under `lockedFiles` or flagged), not an
-   audio file, already failed for this track (`exclude`), title or artist similarity below
-   the minimum, duration outside the tolerance when both durations are known, a lossy file
-   whose (known or estimated) bitrate is below `min_bitrate`.
-2. A score in [0, 1], a weighted sum of: title and artist similarity, duration closeness,
-   format preference (earlier in `preferred_formats` is better), bitrate, free upload slot,
-   short peer queue and upload speed. Words that mark another version of the song
-   ("live", "remix", "karaoke"...) absent from the wanted title cost a penalty.
-3. Ties break on (username, filename) so the order never depends on response order.
+1. Gates (the file is a *miss*, with the reason kept for the report): locked, not audio,
+   title or artist not similar enough, another version than the one asked for (live, remix,
+   karaoke, acoustic, cover, demo, sped up...: the file must carry exactly the strong versions
+   the title asks for), duration outside the tolerance, preview-length, lossy below
+   `min_bitrate`.
+2. Order among the files that pass, each step deciding only between files equal so far:
+   match (exact name, whole artist, same cut such as "Radio Edit", duration within a few
+   seconds), then availability (a free slot or a queue shorter than `long_queue`), then the
+   place of the format in `preferred_formats`, then free slot, shorter queue, higher bitrate,
+   closer duration, faster peer; finally (username, filename) so response order never matters.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from trayagent.titles import (
+    artist_alternatives,
+    core_title,
+    describe_versions,
+    folder_versions,
+    key_of,
+    name_versions,
+    normalise,
+    parse_title,
+    tokens,
+)
 
 # Formats understood as audio; anything else (cue, log, jpg, nfo...) is never a candidate.
 AUDIO_EXTENSIONS = frozenset(
@@ -32,104 +44,10 @@ AUDIO_EXTENSIONS = frozenset(
 )
 DEFAULT_FORMATS: tuple[str, ...] = ("flac", "mp3")
 LOSSLESS_EXTENSIONS = frozenset({"flac", "wav", "aiff", "aif", "alac", "ape", "wv"})
-
-#: Words that, when in a file name but not in the wanted title, mean a different recording.
-VARIANT_WORDS = frozenset(
-    {"live", "remix", "rmx", "karaoke", "instrumental", "acoustic", "cover", "demo", "edit",
-     "reprise", "acapella", "unplugged", "mashup", "bootleg", "nightcore", "sped", "slowed",
-     "rehearsal", "extended"}
-)
-#: Variants so different that a missing "karaoke" in the wanted title is almost never right.
-STRONG_VARIANT_WORDS = frozenset({"karaoke", "instrumental", "acapella", "nightcore", "cover"})
-
 _STOPWORDS = frozenset({"the", "a", "an", "and", "of", "feat", "ft", "featuring", "with"})
-# Decorations that name the same recording: "(Remastered 2011)", "[Explicit]", "- 2009 Remaster".
-_DECORATION_RE = re.compile(
-    r"\s*[(\[][^)\]]*\b(remaster(ed)?|explicit|clean|mono|stereo|album version|single version|"
-    r"original mix|bonus track|deluxe)\b[^)\]]*[)\]]"
-    r"|\s+-\s+(\d{4}\s+)?(remaster(ed)?|digital remaster|explicit|mono|stereo)(\s+\d{4})?(\s+version)?\s*$",
-    re.IGNORECASE,
-)
-_FEAT_RE = re.compile(r"\s*[(\[]?\b(feat\.?|ft\.?|featuring)\s+[^)\]]*[)\]]?", re.IGNORECASE)
-_ARTIST_SPLIT_RE = re.compile(r"\s*(?:,|;|\s/\s|\s&\s|\sx\s|\bfeat\.?\s|\bft\.?\s|\bfeaturing\s)\s*", re.IGNORECASE)
 _TRACKNO_RE = re.compile(r"^(?:\d{1,3}|[a-d]\d{1,2})(?:\s*[-._)]\s*|\s+)")
-
-
-# --------------------------------------------------------------------------- normalisation
-
-
-def normalise(text: str | None) -> str:
-    """Fold case, accents, punctuation and '&' so names compare across taggers and OSes."""
-    if not text:
-        return ""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.casefold().replace("&", " and ").replace("ß", "ss")
-    text = text.replace("'", "").replace("\u2019", "")  # don't -> dont, not don t
-    text = re.sub(r"[^\w]+|_", " ", text)
-    return " ".join(text.split())
-
-
-def tokens(text: str | None) -> list[str]:
-    """The significant words of a name (stopwords dropped unless nothing else is left)."""
-    words = normalise(text).split()
-    kept = [w for w in words if w not in _STOPWORDS]
-    return kept or words
-
-
-def core_title(title: str) -> str:
-    """The title without featured artists and remaster/explicit decorations (same recording)."""
-    out = _FEAT_RE.sub("", title)
-    out = _DECORATION_RE.sub("", out)
-    return out.strip() or title.strip()
-
-
-def split_artists(artist: str) -> list[str]:
-    """'A, B & C feat. D' -> ['A', 'B', 'C', 'D'], the whole string first so duos still match."""
-    parts = [p.strip() for p in _ARTIST_SPLIT_RE.split(artist or "") if p and p.strip()]
-    whole = (artist or "").strip()
-    out = [whole] if whole else []
-    for part in parts:
-        if part not in out:
-            out.append(part)
-    return out
-
-
-def primary_artist(artist: str) -> str:
-    """The first credited artist, the one a folder on a peer is most likely named after."""
-    parts = [p.strip() for p in _ARTIST_SPLIT_RE.split(artist or "") if p and p.strip()]
-    return parts[0] if parts else (artist or "").strip()
-
-
-def key_of(artist: str, title: str) -> str:
-    """Stable identity of a wanted track: normalised primary artist and core title."""
-    return f"{normalise(primary_artist(artist))}|{normalise(core_title(title))}"
-
-
-def search_query(artist: str, title: str) -> str:
-    """The one search text for a track: primary artist and core title, punctuation-free.
-
-    Soulseek treats a leading '-' as exclusion and matches whole words, so only plain words go.
-    """
-    return " ".join(normalise(primary_artist(artist)).split() + normalise(core_title(title)).split())
-
-
-def loose_query(artist: str, title: str) -> str:
-    """A looser text, used only when the first search found nothing.
-
-    Drops bracketed parts of the title and the artist; a title of fewer than two real words
-    keeps the artist's longest word so the search stays specific enough to be polite. When
-    that equals `search_query`, nothing looser is worth a search (the caller compares).
-    """
-    bare = re.sub(r"[(\[][^)\]]*[)\]]", " ", core_title(title))
-    bare = re.split(r"\s+-\s+", bare)[0]
-    title_words = [w for w in normalise(bare).split() if len(w) > 1] or normalise(bare).split()
-    if len([w for w in title_words if len(w) >= 3]) >= 2:
-        words = title_words
-    else:
-        artist_words = sorted(tokens(primary_artist(artist)), key=len, reverse=True)
-        words = artist_words[:1] + title_words
-    return " ".join(words)
+_BRACKET_RE = re.compile(r"[(\[{][^)\]}]*[)\]}]")
+_PREVIEW_WORDS = frozenset({"preview", "snippet", "sample"})
 
 
 # --------------------------------------------------------------------------- similarity
@@ -158,48 +76,43 @@ def token_recall(wanted: Sequence[str], have: Sequence[str]) -> float:
     return hits / len(wanted)
 
 
-_BRACKET_RE = re.compile(r"[(\[{][^)\]}]*[)\]}]")
-
-
 def title_similarity(wanted_title: str, stem: str, context: Iterable[str] = ()) -> float:
-    """How well a file stem names the wanted title, in [0, 1].
+    """How well a file stem names the wanted song, in [0, 1].
 
-    recall (the title's words found in the stem) times a factor for precision (the stem's own
-    words that are not the title): "Help!" must not fully match "Help Me Rhonda". Words that
-    come from `context` (artist, album, folder names), track numbers and bracketed
-    decorations of the stem don't count against precision; variants are penalised elsewhere.
-    Bracketed words of the wanted title ("(Radio Edit)") only nudge the score.
+    Both sides are reduced to the song's name first (decorations and versions are judged
+    elsewhere). Recall (the name's words found in the stem) times a factor for precision (the
+    stem's own words that are not the name): "Help!" must not fully match "Help Me Rhonda".
+    Words from `context` (artist, album, folder names) and track numbers don't count against it.
     """
-    title = core_title(wanted_title)
-    main = tokens(_BRACKET_RE.sub(" ", title)) or tokens(title)
-    extra = [w for w in tokens(" ".join(_BRACKET_RE.findall(title))) if w not in main]
-    stem_all = _TRACKNO_RE.sub("", normalise(stem)).split()
+    name = core_title(wanted_title)
+    main = tokens(name)
+    stem_name = parse_title(stem, frozenset(normalise(name).split())).name
+    stem_all = _TRACKNO_RE.sub("", normalise(stem_name)).split()
     recall = token_recall(main, stem_all)
     if recall == 0.0:
         return 0.0
     ctx = {w for name in context for w in normalise(name).split()}
     own = [
-        w for w in _TRACKNO_RE.sub("", normalise(_BRACKET_RE.sub(" ", stem))).split()
+        w for w in _TRACKNO_RE.sub("", normalise(_BRACKET_RE.sub(" ", stem_name))).split()
         if w not in _STOPWORDS and not w.isdigit() and (w not in ctx or w in main)
     ]
     own_hits = sum(1 for w in own if any(_token_match(w, m) for m in main))
     precision = own_hits / len(own) if own else 1.0
-    extra_recall = token_recall(extra, stem_all) if extra else 1.0
-    return round(recall * (0.55 + 0.45 * precision) * (0.9 + 0.1 * extra_recall), 4)
+    return round(recall * (0.55 + 0.45 * precision), 4)
 
 
-def artist_similarity(wanted_artist: str, haystack: str) -> float:
-    """Best recall of any credited artist's words in the file's path (stem and folders)."""
+def artist_similarity(wanted_artist: str, haystack: str, featured: Iterable[str] = ()) -> float:
+    """Best recall of the credit's words (whole, or one real co-artist) in a file's path."""
     have = normalise(haystack).split()
     best = 0.0
-    for name in split_artists(wanted_artist):
+    for name in artist_alternatives(wanted_artist, featured):
         want = tokens(name)
         if want:
             best = max(best, token_recall(want, have))
     return best
 
 
-# --------------------------------------------------------------------------- candidates
+# --------------------------------------------------------------------------- preferences, results
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +121,11 @@ class RankPrefs:
 
     preferred_formats: tuple[str, ...] = DEFAULT_FORMATS
     min_bitrate: int = 0  # kbps, applies to lossy files only
+    long_queue: int = 20  # a queue this long (and no free slot) outweighs the format
     min_title: float = 0.75
     min_artist: float = 0.6
     duration_tolerance: float = 15.0  # seconds; widened to 10% for long tracks
+    min_length: float = 45.0  # seconds; shorter files are previews when no duration is wanted
 
     @classmethod
     def from_config(cls, cfg: Any) -> RankPrefs:
@@ -220,6 +135,7 @@ class RankPrefs:
         return cls(
             preferred_formats=tuple(str(f).lower().lstrip(".") for f in formats),
             min_bitrate=int(getattr(cfg, "min_bitrate", 0) or 0),
+            long_queue=int(getattr(cfg, "long_queue", 20)),
         )
 
 
@@ -231,7 +147,7 @@ class Candidate:
     filename: str
     size: int
     extension: str
-    score: float
+    score: float  # match quality in [0, 2]: 1 for an exact match, plus similarity
     bitrate: int | None = None
     length: float | None = None
     has_free_slot: bool = False
@@ -239,10 +155,18 @@ class Candidate:
     upload_speed: int = 0
     title_sim: float = 0.0
     artist_sim: float = 0.0
+    sort_key: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.username, self.filename)
+
+    def describe(self) -> str:
+        """"08 - Get Lucky.flac (flac, free slot) from best" for reports and logs."""
+        slot = "free slot" if self.has_free_slot else f"queue {self.queue_length}"
+        quality = self.extension if self.bitrate is None or self.extension in LOSSLESS_EXTENSIONS \
+            else f"{self.extension} {self.bitrate} kbps"
+        return f"{short_path(self.filename)} ({quality}, {slot}) from {self.username}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -264,6 +188,42 @@ class Candidate:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A file that was close but did not pass, and why: the report's "best was X (why)"."""
+
+    username: str
+    filename: str
+    why: str
+    closeness: float  # orders misses: the right song in the wrong version beats another song
+
+    def describe(self) -> str:
+        return f"{short_path(self.filename)} from {self.username} ({self.why})"
+
+    def to_json(self) -> dict[str, str]:
+        return {"username": self.username, "filename": self.filename, "why": self.why}
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """Everything one search taught: the candidates, the closest misses, how much came back."""
+
+    candidates: list[Candidate]
+    misses: list[Miss]
+    files: int  # audio files seen, locked ones included
+    peers: int
+
+    def verdict(self) -> str:
+        """Why nothing matched, in words: "no results" or "N files ..., none matched: best was X (why)"."""
+        if not self.files:
+            return "no results"
+        text = f"{self.files} file{'s' if self.files != 1 else ''} from {self.peers} " \
+               f"peer{'s' if self.peers != 1 else ''}, none matched"
+        if self.misses:
+            text += f": best was {self.misses[0].describe()}"
+        return text
+
+
 class Wanted(Protocol):
     """What ranking needs of a wanted track (playlist.WantedTrack satisfies it)."""
 
@@ -275,6 +235,11 @@ class Wanted(Protocol):
 
     @property
     def duration(self) -> float | None: ...
+
+
+def short_path(filename: str) -> str:
+    """The last folder and the file name: enough to recognise a file in a report."""
+    return "\\".join(split_path(filename)[-2:])
 
 
 def split_path(filename: str) -> list[str]:
@@ -298,110 +263,202 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _format_score(ext: str, preferred: Sequence[str]) -> float:
-    if not preferred:
-        return 1.0 if ext in LOSSLESS_EXTENSIONS else 0.8
+# --------------------------------------------------------------------------- judging one file
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    """The wanted track, read once per ranking."""
+
+    title: str
+    artist: str
+    album: str
+    featured: tuple[str, ...]
+    duration: float | None
+    versions: frozenset[str]
+    soft: frozenset[str]
+    details: tuple[str, ...]
+    known_words: frozenset[str]  # the name's and artist's words: never version markers
+    ignore: tuple[str, ...]  # names blanked before reading versions off folder names
+
+    @classmethod
+    def of(cls, wanted: Wanted) -> _Want:
+        parts = parse_title(wanted.title)
+        album = getattr(wanted, "album", None) or ""
+        featured = tuple(getattr(wanted, "featured", ()) or ()) + parts.featured
+        ignore = (wanted.artist, parts.name, *featured)
+        known = {w for text in ignore for w in normalise(text).split()}
+        return cls(
+            title=wanted.title, artist=wanted.artist, album=album, featured=featured,
+            duration=_num(getattr(wanted, "duration", None)),
+            versions=parts.versions | frozenset(folder_versions(album, ignore)),
+            soft=parts.soft, details=parts.details, known_words=frozenset(known), ignore=ignore,
+        )
+
+
+def _describe(versions: Iterable[str]) -> str:
+    return describe_versions(v[len("version "):] if v.startswith("version ") else v for v in versions)
+
+
+def _version_mismatch(want: _Want, stem: str, folders: Sequence[str]) -> tuple[str | None, frozenset[str]]:
+    """Why the file is another version than the one asked for (None if it is the same), and its cut."""
+    strong, soft, stem_words = name_versions(stem, want.known_words)
+    for folder in folders[-2:]:
+        strong |= folder_versions(folder, want.ignore)
+    extra = strong - want.versions
+    if extra:
+        return f"{_describe(extra)} version, not asked for", frozenset(soft)
+    missing = want.versions - strong
+    if missing:
+        return f"not the {_describe(missing)} version asked for", frozenset(soft)
+    if "remix" in want.versions and want.details:
+        have = set(stem_words) | {w for f in folders for w in normalise(f).split()}
+        if not all(any(_token_match(d, h) for h in have) for d in want.details):
+            return f"another remix (wanted the {' '.join(want.details)} remix)", frozenset(soft)
+    return None, frozenset(soft)
+
+
+def _format_rank(ext: str, preferred: Sequence[str]) -> int:
     if ext in preferred:
-        return 1.0 - 0.5 * preferred.index(ext) / max(len(preferred), 1)
-    return 0.2
+        return preferred.index(ext)
+    return len(preferred) + (0 if ext in LOSSLESS_EXTENSIONS else 1)
 
 
-def _bitrate_score(ext: str, bitrate: float | None) -> float:
-    if ext in LOSSLESS_EXTENSIONS:
-        return 1.0
-    if bitrate is None:
-        return 0.5
-    return max(0.0, min(1.0, (bitrate - 96.0) / (320.0 - 96.0)))
+def _seconds(value: float) -> str:
+    return f"{int(value) // 60}:{int(value) % 60:02d}"
 
 
-def _duration_tolerance(wanted: float, prefs: RankPrefs) -> float:
-    return max(prefs.duration_tolerance, 0.10 * wanted)
+def _length_gate(want: _Want, length: float | None, estimated: bool, stem_words: set[str],
+                 prefs: RankPrefs) -> tuple[str | None, float | None]:
+    """Duration and preview checks: (why it fails or None, seconds off the wanted duration)."""
+    if _PREVIEW_WORDS & (stem_words - want.known_words):
+        return "a preview", None
+    if want.duration is not None and length is not None:
+        diff = abs(length - want.duration)
+        tol = max(prefs.duration_tolerance, 0.10 * want.duration) * (2.0 if estimated else 1.0)
+        if diff > tol:
+            return f"{_seconds(length)} long, wanted {_seconds(want.duration)}", None
+        return None, None if estimated else diff
+    if want.duration is None and length is not None and length < prefs.min_length:
+        return f"preview-length ({length:.0f} s)", None
+    return None, None
 
 
-def score_file(
-    wanted: Wanted, response: Mapping[str, Any], file: Mapping[str, Any], prefs: RankPrefs
-) -> Candidate | None:
-    """Judge one file of one response: None if a gate rejects it, else a scored Candidate."""
-    filename = file.get("filename")
-    username = response.get("username")
+def judge_file(
+    want: _Want, response: Mapping[str, Any], file: Mapping[str, Any], prefs: RankPrefs, locked: bool = False
+) -> Candidate | Miss | None:
+    """One file of one response: a Candidate, a Miss with the reason, or None (junk, not audio)."""
+    filename, username = file.get("filename"), response.get("username")
     if not isinstance(filename, str) or not filename or not isinstance(username, str) or not username:
-        return None
-    if file.get("isLocked") is True:
         return None
     ext = file_extension(filename, file.get("extension"))
     if ext not in AUDIO_EXTENSIONS:
         return None
     parts = split_path(filename)
-    stem = parts[-1].rsplit(".", 1)[0] if parts else ""
-    haystack = " ".join(parts[-3:-1] + [stem])
+    stem, folders = parts[-1].rsplit(".", 1)[0], parts[-3:-1]
+    t_sim = title_similarity(want.title, stem, [want.artist, want.album, *folders])
+    a_sim = artist_similarity(want.artist, " ".join([*folders, stem]), want.featured)
+    base = t_sim + a_sim
 
-    album = getattr(wanted, "album", None) or ""
-    t_sim = title_similarity(wanted.title, stem, [wanted.artist, album, *parts[-3:-1]])
+    def miss(why: str, right_song: bool = True) -> Miss:
+        return Miss(username, filename, why, (2.0 if right_song else 0.0) + base)
+
     if t_sim < prefs.min_title:
-        return None
-    a_sim = artist_similarity(wanted.artist, haystack)
+        return miss("another title", right_song=False)
     if a_sim < prefs.min_artist:
-        return None
-
-    length = _num(file.get("length"))
+        return miss("another artist", right_song=False)
+    if locked or file.get("isLocked") is True:
+        return miss("locked by the peer")
+    why, soft = _version_mismatch(want, stem, folders)
+    if why:
+        return miss(why)
     size = int(_num(file.get("size")) or 0)
-    want_dur = _num(getattr(wanted, "duration", None))
-    if want_dur is not None and length is not None:
-        diff = abs(length - want_dur)
-        tol = _duration_tolerance(want_dur, prefs)
-        if diff > tol:
-            return None
-        dur_score = 1.0 - diff / tol
-    else:
-        dur_score = 0.5
-
+    length = _num(file.get("length"))
     bitrate = _num(file.get("bitRate"))
-    if bitrate is None and length and size and ext not in LOSSLESS_EXTENSIONS:
+    lossless = ext in LOSSLESS_EXTENSIONS
+    if bitrate is None and length and size and not lossless:
         bitrate = size * 8 / length / 1000.0  # estimated; peers often omit it
-    if ext not in LOSSLESS_EXTENSIONS and prefs.min_bitrate and bitrate is not None:
-        if bitrate < prefs.min_bitrate - 1:  # 319.9 from estimation still counts as 320
-            return None
+    estimated = length is None and bool(bitrate and size) and not lossless
+    if estimated:
+        length = size * 8 / (bitrate * 1000.0)  # type: ignore[operator]
+    why, diff = _length_gate(want, length, estimated, set(normalise(stem).split()), prefs)
+    if why:
+        return miss(why)
+    if not lossless and prefs.min_bitrate and bitrate is not None and bitrate < prefs.min_bitrate - 1:
+        return miss(f"{bitrate:.0f} kbps, below min_bitrate {prefs.min_bitrate}")
+    return _candidate(want, response, username, filename, ext, size, length, bitrate, t_sim, a_sim, soft,
+                      diff, prefs)
 
-    stem_words = set(normalise(stem).split())
-    want_words = set(normalise(wanted.title).split())
-    extra = (stem_words - want_words) & VARIANT_WORDS
-    penalty = 0.0
-    if extra & STRONG_VARIANT_WORDS:
-        penalty = 0.6
-    elif extra:
-        penalty = 0.35  # outweighs format and slot: another recording is the last resort
 
+def _candidate(want: _Want, response: Mapping[str, Any], username: str, filename: str, ext: str, size: int,
+               length: float | None, bitrate: float | None, t_sim: float, a_sim: float,
+               soft: frozenset[str], diff: float | None, prefs: RankPrefs) -> Candidate:
+    """Place a file that passed every gate: the order in the module doc, as a sort key."""
     free = response.get("hasFreeUploadSlot") is True
     queue = int(_num(response.get("queueLength")) or 0)
     speed = int(_num(response.get("uploadSpeed")) or 0)
-    queue_score = 1.0 / (1.0 + queue / 5.0)
-    speed_score = min(1.0, math.log10(1 + speed) / 7.0)  # 10 MB/s -> 1.0
-
-    score = (
-        0.20 * t_sim
-        + 0.10 * a_sim
-        + 0.10 * dur_score
-        + 0.20 * _format_score(ext, prefs.preferred_formats)
-        + 0.05 * _bitrate_score(ext, bitrate)
-        + 0.20 * (1.0 if free else 0.0)
-        + 0.10 * queue_score
-        + 0.05 * speed_score
-        - penalty
-    )
+    close = diff is None or want.duration is None or diff <= max(3.0, 0.02 * want.duration)
+    exact = t_sim >= 0.95 and a_sim >= 0.99 and soft == want.soft and close
+    available = free or queue < prefs.long_queue
+    quality = 99 if ext in LOSSLESS_EXTENSIONS else int(min(bitrate or 0.0, 320.0) // 64)
+    sort_key = (0 if exact else 1, 0 if available else 1, _format_rank(ext, prefs.preferred_formats),
+                -quality, 0 if free else 1, queue, round(diff) if diff is not None else 5,
+                -int(math.log2(1 + speed)))
+    dur_score = 0.5 if diff is None or want.duration is None else max(0.0, 1.0 - diff / 15.0)
     return Candidate(
-        username=username,
-        filename=filename,
-        size=size,
-        extension=ext,
-        score=round(score, 6),
-        bitrate=int(round(bitrate)) if bitrate is not None else None,
-        length=length,
-        has_free_slot=free,
-        queue_length=queue,
-        upload_speed=speed,
-        title_sim=t_sim,
-        artist_sim=a_sim,
+        username=username, filename=filename, size=size, extension=ext,
+        score=round((1.0 if exact else 0.0) + 0.5 * t_sim + 0.3 * a_sim + 0.2 * dur_score, 4),
+        bitrate=int(round(bitrate)) if bitrate is not None else None, length=length,
+        has_free_slot=free, queue_length=queue, upload_speed=speed, title_sim=t_sim, artist_sim=a_sim,
+        sort_key=sort_key,
     )
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def rank_files(
+    wanted: Wanted,
+    responses: Iterable[Mapping[str, Any]],
+    prefs: RankPrefs | None = None,
+    exclude: Iterable[tuple[str, str]] = (),
+    keep_misses: int = 3,
+) -> Ranking:
+    """Every acceptable file across all responses, best first, and the closest misses.
+
+    `exclude` holds (username, filename) pairs already tried for this track: they are skipped
+    silently. Files under a response's `lockedFiles` can never be downloaded: misses at best.
+    """
+    prefs = prefs or RankPrefs()
+    want = _Want.of(wanted)
+    banned = set(exclude)
+    seen: set[tuple[str, str]] = set()
+    found: list[Candidate] = []
+    misses: list[Miss] = []
+    files, peers = 0, set()
+    for response in responses:
+        if not isinstance(response, Mapping):
+            continue
+        for listed, locked in ((response.get("files"), False), (response.get("lockedFiles"), True)):
+            for file in listed if isinstance(listed, list) else ():
+                if not isinstance(file, Mapping):
+                    continue
+                verdict = judge_file(want, response, file, prefs, locked)
+                if verdict is None:
+                    continue
+                files += 1
+                peers.add(verdict.username)
+                key = (verdict.username, verdict.filename)
+                if key in banned or key in seen:
+                    continue
+                seen.add(key)
+                if isinstance(verdict, Candidate):
+                    found.append(verdict)
+                else:
+                    misses.append(verdict)
+    found.sort(key=lambda c: (c.sort_key, c.username, c.filename))
+    misses.sort(key=lambda m: (-m.closeness, m.username, m.filename))
+    return Ranking(found, misses[:keep_misses], files, len(peers))
 
 
 def rank(
@@ -410,35 +467,12 @@ def rank(
     prefs: RankPrefs | None = None,
     exclude: Iterable[tuple[str, str]] = (),
 ) -> list[Candidate]:
-    """Every acceptable file across all responses, best first; `exclude` holds (user, file).
-
-    `wanted` is anything with `artist`, `title` and `duration` (a WantedTrack). Files listed
-    under a response's `lockedFiles` are never returned: they cannot be downloaded.
-    """
-    prefs = prefs or RankPrefs()
-    banned = set(exclude)
-    seen: set[tuple[str, str]] = set()
-    out: list[Candidate] = []
-    for response in responses:
-        if not isinstance(response, Mapping):
-            continue
-        files = response.get("files")
-        if not isinstance(files, list):
-            continue
-        for file in files:
-            if not isinstance(file, Mapping):
-                continue
-            cand = score_file(wanted, response, file, prefs)
-            if cand is None or cand.key in banned or cand.key in seen:
-                continue
-            seen.add(cand.key)
-            out.append(cand)
-    out.sort(key=lambda c: (-c.score, c.username, c.filename))
-    return out
+    """The acceptable files only, best first (see `rank_files`)."""
+    return rank_files(wanted, responses, prefs, exclude).candidates
 
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "Candidate", "RankPrefs", "artist_similarity", "core_title",
-    "file_extension", "key_of", "loose_query", "normalise", "primary_artist", "rank",
-    "score_file", "search_query", "split_artists", "title_similarity", "tokens",
+    "AUDIO_EXTENSIONS", "Candidate", "Miss", "RankPrefs", "Ranking", "artist_similarity",
+    "core_title", "file_extension", "key_of", "normalise", "rank", "rank_files", "short_path",
+    "title_similarity", "tokens",
 ]

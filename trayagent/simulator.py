@@ -249,15 +249,17 @@ class _Search:
     started_mono: float
     started_wall: float
     all_responses: list[dict[str, Any]]
+    arrivals: list[float]  # seconds after the start at which each response arrives
+    timeout: float  # searchTimeout: the search ends this long after the last response
     response_limit: int
     file_limit: int
-    options: dict[str, Any]
     state: str = "InProgress"
     complete: bool = False
     ended_wall: float | None = None
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, include_responses: bool) -> dict[str, Any]:
+        # slskd's Search record: no request options; StartedAt/EndedAt are UTC (Z).
         out: dict[str, Any] = {
             "fileCount": sum(len(r.get("files", [])) for r in self.received),
             "id": self.id,
@@ -267,14 +269,12 @@ class _Search:
             # Responses are only persisted once a search finishes (reference section 4).
             "responses": copy.deepcopy(self.received) if include_responses and self.complete else [],
             "searchText": self.text,
-            # The reference does not say; searches come back from SQLite like requestedAt: no Z.
-            "startedAt": format_time(self.started_wall, False),
+            "startedAt": _search_time(self.started_wall),
             "state": self.state,
             "token": self.token,
         }
         if self.ended_wall is not None:
-            out["endedAt"] = format_time(self.ended_wall, False)
-        out.update(self.options)
+            out["endedAt"] = _search_time(self.ended_wall)
         return out
 
 
@@ -325,6 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out as two writes: without this, Nagle holds the body until the
+        # client's delayed ACK (~40 ms per request on loopback), which Kestrel does not do.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.sim._track(self.connection, True)
 
     def finish(self) -> None:
@@ -1041,39 +1044,56 @@ class Simulator:
 
     # ------------------------------------------------------------------ searches
 
-    def add_search_results(self, matcher: Matcher, responses: list[dict[str, Any]]) -> None:
-        """Script responses for searches whose text matches (str = case-insensitive substring)."""
+    def add_search_results(self, matcher: Matcher | None, responses: list[dict[str, Any]]) -> None:
+        """Peers and their shares. Like real peers, each answers a search only with the files
+        whose path holds every query word (see `_peer_files`). `matcher` narrows further which
+        search texts they see at all (str = case-insensitive substring; None = every search).
+        """
         with self._lock:
             self._search_rules.append((matcher, copy.deepcopy(responses)))
 
     def _responses_for(self, text: str, token: int) -> list[dict[str, Any]]:
+        terms, exclusions = _query_terms(text)
         out: list[dict[str, Any]] = []
         for matcher, responses in self._search_rules:
-            hit = matcher.lower() in text.lower() if isinstance(matcher, str) else bool(matcher(text))
-            if hit:
-                out.extend(_normalise_response(r, token) for r in responses)
+            if matcher is not None:
+                hit = matcher.lower() in text.lower() if isinstance(matcher, str) else bool(matcher(text))
+                if not hit:
+                    continue
+            for resp in responses:
+                files = _peer_files(resp.get("files", []), terms, exclusions)
+                locked = _peer_files(resp.get("lockedFiles", []), terms, exclusions)
+                if files or locked:
+                    out.append(_normalise_response({**resp, "files": files, "lockedFiles": locked}, token))
         return out
 
     def _advance_searches(self, now: float) -> None:
-        duration = max(float(self.search_duration), 0.0)
+        """Responses arrive over `search_duration`; a search ends `searchTimeout` after the last
+        one (slskd restarts its timeout on every response), or at the response/file limit."""
         for search in self._searches.values():
             if search.complete:
                 continue
             elapsed = now - search.started_mono
-            total = len(search.all_responses)
-            if elapsed >= duration:
-                search.received = search.all_responses
-                search.complete, search.ended_wall = True, _wall(search.started_mono + duration)
-                files = sum(len(r.get("files", [])) for r in search.received)
-                if total >= search.response_limit:
-                    search.state = "Completed, ResponseLimitReached"
-                elif files >= search.file_limit:
-                    search.state = "Completed, FileLimitReached"
-                else:
-                    search.state = "Completed, TimedOut"
-            else:  # responses trickle in; counts are live
-                n = int(total * elapsed / duration) if duration > 0 else total
-                search.received = search.all_responses[:n]
+            received, files, end, state = 0, 0, None, None
+            for i, at in enumerate(search.arrivals):
+                if at > elapsed:
+                    break
+                received = i + 1
+                files += len(search.all_responses[i].get("files", []))
+                if received >= search.response_limit:
+                    end, state = at, "Completed, ResponseLimitReached"
+                    break
+                if files >= search.file_limit:
+                    end, state = at, "Completed, FileLimitReached"
+                    break
+            search.received = search.all_responses[:received]
+            if end is None:
+                last = search.arrivals[-1] if search.arrivals else 0.0
+                if received == len(search.arrivals) and elapsed >= last + search.timeout:
+                    end, state = last + search.timeout, "Completed, TimedOut"
+            if end is not None and state is not None:
+                search.complete, search.state = True, state
+                search.ended_wall = _wall(search.started_mono + end)
 
     # ------------------------------------------------------------------ scenarios
 
@@ -1435,48 +1455,40 @@ class Simulator:
     # ------------------------------------------------------------------ search routes
 
     def _start_search(self, headers: Mapping[str, str], body: bytes) -> _Response:
-        data, err = _json_body(headers, body)
-        if err is not None:
-            return err
-        if not isinstance(data, dict):
-            return _empty(400)
-        text = data.get("searchText")
-        if not isinstance(text, str) or not text.strip():
-            return _empty(400)
-        sid: str | None = str(uuid.uuid4())
-        if data.get("id") is not None:
-            sid = _parse_guid(str(data["id"]))
-            if sid is None:
-                return _empty(400)
-        options = {
-            "fileLimit": data.get("fileLimit", 25000),
-            "filterResponses": data.get("filterResponses", True),
-            "maximumPeerQueueLength": data.get("maximumPeerQueueLength", 2147483647),
-            "minimumPeerUploadSpeed": data.get("minimumPeerUploadSpeed", 0),
-            "minimumResponseFileCount": data.get("minimumResponseFileCount", 1),
-            "responseLimit": data.get("responseLimit", 250),
-            "searchTimeout": data.get("searchTimeout", 15000),
-        }
-        for name, value in options.items():
-            if name != "filterResponses" and (isinstance(value, bool) or not isinstance(value, int)):
-                return _empty(400)
+        request = _search_request(headers, body)
+        if isinstance(request, _Response):
+            return request
+        sid, text, options = request
         with self._lock:
             if self._busy > 0:
                 self._busy -= 1
                 return _empty(429)
-            if not self._logged_in or self._relogging:
-                return _error_409("The server connection must be connected and logged in")
-            if sid in self._searches:
-                return _empty(400)
+            if sid in self._searches:  # the INSERT fails before any validation: unhandled, 500
+                return _error_500(f"An item with the same key has already been added. Key: {sid}")
             self._search_token += 1
             token = self._search_token
-            responses = self._responses_for(text, token)[: max(int(options["responseLimit"]), 1)]
+            # SearchService saves the search before Soulseek.NET validates it; a refusal then
+            # leaves it behind as "Completed, Errored" (the caller must delete it).
+            terms, _exclusions = _query_terms(text)
+            refusal: _Response | None = None
+            if not terms:
+                refusal = _json(400, "The search query must contain at least one term of two or more "
+                                     "characters (Parameter 'query')")
+            elif not self._logged_in or self._relogging:
+                refusal = _error_409("The server connection must be connected and logged in")
+            limit = max(options["responseLimit"], 1)
+            responses = [] if refusal else self._responses_for(text, token)[:limit]
+            duration = max(float(self.search_duration), 0.0)
             search = _Search(
                 sid, text, token, time.monotonic(), time.time(), responses,
-                response_limit=max(int(options["responseLimit"]), 1),
-                file_limit=max(int(options["fileLimit"]), 1), options=options,
+                arrivals=[duration * (i + 1) / len(responses) for i in range(len(responses))],
+                timeout=options["searchTimeout"] / 1000.0,
+                response_limit=limit, file_limit=max(options["fileLimit"], 1),
             )
             self._searches[sid] = search
+            if refusal is not None:
+                search.state, search.complete, search.ended_wall = "Completed, Errored", True, search.started_wall
+                return refusal
             self.searches_made.append(text)
             return _json(200, search.to_json(False))
 
@@ -1522,6 +1534,69 @@ class Simulator:
 
 def _error_409(message: str) -> _Response:
     return _json(409, message)
+
+
+def _search_request(headers: Mapping[str, str], body: bytes) -> tuple[str, str, dict[str, int]] | _Response:
+    """POST searches' body as SearchRequest binds and validates it: (id, text, options) or a 4xx."""
+    data, err = _json_body(headers, body)
+    if err is not None:
+        return err
+    if not isinstance(data, dict):
+        return _empty(400)
+    text = data.get("searchText")
+    if not isinstance(text, str) or not text.strip():  # [Required] on SearchRequest
+        return _json(400, "The SearchText field is required.")
+    sid: str | None = str(uuid.uuid4())
+    if data.get("id") is not None:
+        sid = _parse_guid(str(data["id"]))
+        if sid is None:
+            return _empty(400)
+    defaults = {"fileLimit": 25000, "maximumPeerQueueLength": 2147483647, "minimumPeerUploadSpeed": 0,
+                "minimumResponseFileCount": 1, "responseLimit": 250, "searchTimeout": 15000}
+    options: dict[str, int] = {}
+    for name, default in defaults.items():
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return _empty(400)
+        options[name] = value
+    if not isinstance(data.get("filterResponses", True), bool):
+        return _empty(400)
+    if options["searchTimeout"] < 5:  # SearchRequest's [Range] minimum
+        return _json(400, "The field SearchTimeout must be between 5 and 2147483647.")
+    return sid, text, options
+
+
+def _search_time(epoch: float) -> str:
+    """A search's StartedAt/EndedAt: UTC with Z, fraction without trailing zeros (.NET "O")."""
+    head, _, frac = format_time(epoch, True).rstrip("Z").partition(".")
+    frac = frac.rstrip("0")
+    return f"{head}.{frac}Z" if frac else f"{head}Z"
+
+
+def _query_terms(text: str) -> tuple[list[str], list[str]]:
+    """Soulseek.NET's SearchQuery: space-split; "-x" excludes; one-letter terms are dropped."""
+    tokens = text.split(" ")
+    exclusions = [t[1:] for t in tokens if t.startswith("-") and len(t) > 1]
+    terms = [t for t in tokens if t and not t.startswith("-") and len(t) > 1]
+    return terms, exclusions
+
+
+def _path_words(text: str) -> set[str]:
+    """How a Soulseek client indexes a shared path: words split at any non-word character,
+    case-insensitive, accents kept ("Björk" is not "bjork")."""
+    return {w for w in re.split(r"[\W_]+", text.lower()) if w}
+
+
+def _peer_files(files: Any, terms: list[str], exclusions: list[str]) -> list[dict[str, Any]]:
+    """The files a peer answers with: every query word among the path's words, no excluded word."""
+    want = {w for t in terms for w in _path_words(t)}
+    banned = {w for t in exclusions for w in _path_words(t)}
+    out = []
+    for f in files if isinstance(files, list) else []:
+        have = _path_words(str(f.get("filename", "")))
+        if want and want <= have and not banned & have:
+            out.append(f)
+    return out
 
 
 def _json_body(headers: Mapping[str, str], body: bytes) -> tuple[Any, _Response | None]:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -93,11 +94,11 @@ def _dump_logs(d: Desktop) -> None:
             print(f"----- {log.name} (last 4000 chars) -----\n{text[-4000:]}")
 
 
-@pytest.fixture
-def desktop(tmp_path: Path) -> Iterator[Desktop]:
-    """Xvfb + private bus + dunst + trayer, torn down after the test."""
+@contextmanager
+def started_desktop(workdir: Path, **options: Any) -> Iterator[Desktop]:
+    """A Desktop(workdir, **options), failing the test if it cannot start; logs shown, then stopped."""
     try:
-        d = Desktop(tmp_path / "desktop").__enter__()
+        d = Desktop(workdir, **options).__enter__()
     except DesktopError as exc:
         pytest.fail(f"the test desktop did not start: {exc}", pytrace=False)
     try:
@@ -105,20 +106,20 @@ def desktop(tmp_path: Path) -> Iterator[Desktop]:
     finally:
         _dump_logs(d)
         d.stop()
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[Desktop]:
+    """Xvfb + private bus + dunst + trayer, torn down after the test."""
+    with started_desktop(tmp_path / "desktop") as d:
+        yield d
 
 
 @pytest.fixture
 def a11y_desktop(tmp_path: Path, gtk_prerequisites: None) -> Iterator[Desktop]:
     """Like ``desktop`` plus the AT-SPI bus, so menu items can be located on screen."""
-    try:
-        d = Desktop(tmp_path / "desktop", with_accessibility=True).__enter__()
-    except DesktopError as exc:
-        pytest.fail(f"the test desktop did not start: {exc}", pytrace=False)
-    try:
+    with started_desktop(tmp_path / "desktop", with_accessibility=True) as d:
         yield d
-    finally:
-        _dump_logs(d)
-        d.stop()
 
 
 @pytest.fixture

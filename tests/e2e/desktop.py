@@ -254,8 +254,11 @@ class Desktop:
         with_notifications: bool = True,
         with_accessibility: bool = False,
         start_timeout: float = 15.0,
+        dunst_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        #: [global] settings that replace DUNSTRC's (e.g. the ``dmenu`` that shows a context menu).
+        self.dunst_settings = dict(dunst_settings or {})
         self.with_tray = with_tray
         self.with_notifications = with_notifications
         self.with_accessibility = with_accessibility
@@ -521,7 +524,12 @@ class Desktop:
 
     def _start_dunst(self) -> None:
         rc = self.workdir / "dunstrc"
-        rc.write_text(DUNSTRC)
+        text = DUNSTRC
+        for key, value in self.dunst_settings.items():
+            text, found = re.subn(rf"(?m)^    {re.escape(key)} = .*$", lambda _m: f"    {key} = {value}", text)
+            if not found:
+                text = text.replace("[global]\n", f"[global]\n    {key} = {value}\n", 1)
+        rc.write_text(text)
         proc = self.spawn("dunst", ["dunst", "-config", str(rc)])
 
         def answering() -> bool:
