@@ -169,3 +169,20 @@ def naive_from_json(obj: dict[str, Any], username: str | None = None) -> Any:
         started_at_raw=_str_or_none(obj.get("startedAt")),
         ended_at_raw=_str_or_none(obj.get("endedAt")),
     )
+
+
+def run_patched(install: Any, doc: str | None) -> None:
+    """`python SHIM.py -m module args` / `python SHIM.py script.py args`, with install() applied first."""
+    import runpy
+
+    args = sys.argv[1:]
+    if not args:
+        raise SystemExit(doc)
+    install()
+    if args[0] == "-m":
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = args
+        sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
+        runpy.run_path(args[0], run_name="__main__")

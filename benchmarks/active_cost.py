@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import http.server
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import _common  # noqa: F401  (sys.path)
 from _common import HERE, agent_env, cpu_seconds, header, populate_history, spawn, stop, wait_for, write_config
+from poll_cost import BodyServer
 
 LIST = "/api/v0/transfers/downloads"
 ACTIVE = [("alice", "@@music\\Now\\01 - Active.flac"), ("alice", "@@music\\Now\\02 - Active.flac"),
@@ -58,43 +56,22 @@ def bodies(n: int) -> tuple[bytes, dict[str, bytes]]:
         return sim._list_downloads({}).body, per_user  # noqa: SLF001
 
 
-class Server:
+class Server(BodyServer):
     """Serves the whole list and per-peer lists (404 for a peer with none), and counts GETs."""
 
     def __init__(self, full: bytes, per_user: dict[str, bytes]) -> None:
         from urllib.parse import unquote
 
-        outer = self
         self.counts = {"full": 0, "peer": 0}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def route(path: str) -> bytes | None:
+            if path == LIST:
+                self.counts["full"] += 1
+                return full
+            self.counts["peer"] += 1
+            return per_user.get(unquote(path[len(LIST) + 1:])) if path.startswith(LIST + "/") else None
 
-            def do_GET(self) -> None:  # noqa: N802
-                path = self.path.partition("?")[0]
-                if path == LIST:
-                    body: bytes | None = full
-                    outer.counts["full"] += 1
-                else:
-                    body = per_user.get(unquote(path[len(LIST) + 1:])) if path.startswith(LIST + "/") else None
-                    outer.counts["peer"] += 1
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                if body:
-                    self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(route)
 
 
 def active_run(server: Server, mode: str, root: Path, seconds: float, warmup: float) -> dict[str, float]:

@@ -231,12 +231,13 @@ class Agent:
             self.polls += 1
             self._on_success()
             if events:
-                # Delivered on the delivery thread, after this returns: the notifier must still
-                # see the poll before this one, to tell ends that happened while nobody watched.
+                # While they are delivered the notifier must see the poll before this one, to tell
+                # ends that happened while nobody watched. A running agent delivers on its delivery
+                # thread after this returns, so polled_at moves on with the next poll.
                 self.polled_at = self._last_polled
                 self._recorded(events)
-                self._delivery.committed()
-            else:
+                self._delivery.committed()  # synchronous when the agent is not running
+            if not (events and self._running):
                 self.polled_at = now
             self._last_polled = now
             self._publish()
