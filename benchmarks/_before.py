@@ -13,7 +13,6 @@ as "after" ones:
 from __future__ import annotations
 
 import os
-import runpy
 import sys
 
 os.environ["TRAYAGENT_BENCH_BEFORE"] = "1"  # benchmarks spawn their agents through this file too
@@ -37,17 +36,10 @@ def install() -> None:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    if not args:
-        raise SystemExit(__doc__)
-    install()
-    if args[0] == "-m":
-        sys.argv = [args[1], *args[2:]]
-        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
-    else:
-        sys.argv = args
-        sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
-        runpy.run_path(args[0], run_name="__main__")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import run_patched
+
+    run_patched(install, __doc__)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def machine() -> str:
     except ImportError:
         oj = "no orjson"
     code = "BEFORE the performance changes (benchmarks/_before.py)" if os.environ.get("TRAYAGENT_BENCH_BEFORE") \
+        else "the poll path before issue 12 (benchmarks/_today.py)" if os.environ.get("TRAYAGENT_BENCH_TODAY") \
         else "current code"
     return (f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({model}), "
             f"Python {platform.python_version()}, {oj}; {code}")
@@ -75,7 +76,8 @@ def write_config(path: Path, url: str, api_key: str, **sections: dict[str, Any])
 
 def agent_cmd(config: Path, *extra: str, python_flags: tuple[str, ...] = ()) -> list[str]:
     """`python -m trayagent run --headless --json`; through _before.py in a "before" run."""
-    before = (str(HERE / "_before.py"),) if os.environ.get("TRAYAGENT_BENCH_BEFORE") else ()
+    before = (str(HERE / "_before.py"),) if os.environ.get("TRAYAGENT_BENCH_BEFORE") else \
+        (str(HERE / "_today.py"),) if os.environ.get("TRAYAGENT_BENCH_TODAY") else ()
     return [sys.executable, *python_flags, *before, "-m", "trayagent", "run", "--headless", "--json",
             "--config", str(config), *extra]
 
@@ -131,6 +133,12 @@ def populate_history(sim: Any, n: int, peers: int = 200) -> None:
 DOWNLOADS = "/api/v0/transfers/downloads"
 
 
+def peer_polls(sim: Any) -> list[float]:
+    """Monotonic arrival times of every GET of one peer's list (transfers/downloads/{username})."""
+    return [r.at for r in sim.requests if r.method == "GET" and r.path.startswith(DOWNLOADS + "/")
+            and r.path.count("/") == DOWNLOADS.count("/") + 1]
+
+
 def download_polls(sim: Any) -> list[float]:
     """Monotonic arrival times of every GET of the download list."""
     return [r.at for r in sim.requests if r.method == "GET" and r.path.rstrip("/").endswith(DOWNLOADS)]
@@ -161,3 +169,20 @@ def naive_from_json(obj: dict[str, Any], username: str | None = None) -> Any:
         started_at_raw=_str_or_none(obj.get("startedAt")),
         ended_at_raw=_str_or_none(obj.get("endedAt")),
     )
+
+
+def run_patched(install: Any, doc: str | None) -> None:
+    """`python SHIM.py -m module args` / `python SHIM.py script.py args`, with install() applied first."""
+    import runpy
+
+    args = sys.argv[1:]
+    if not args:
+        raise SystemExit(doc)
+    install()
+    if args[0] == "-m":
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = args
+        sys.path.insert(0, os.path.dirname(os.path.abspath(args[0])))
+        runpy.run_path(args[0], run_name="__main__")

@@ -145,9 +145,12 @@ def stdlib_parse(body: bytes) -> list[Transfer]:
 
 
 class BodyServer:
-    """A loopback HTTP server that answers every GET with the current body (no slskd logic)."""
+    """A loopback HTTP server that answers every GET with the current body (no slskd logic).
 
-    def __init__(self) -> None:
+    With `route`, the body is route(path) instead, and None answers 404 with no body.
+    """
+
+    def __init__(self, route: Callable[[str], bytes | None] | None = None) -> None:
         import http.server
         import threading
 
@@ -158,12 +161,13 @@ class BodyServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802
-                body = outer.body
-                self.send_response(200)
+                body = outer.body if route is None else route(self.path.partition("?")[0])
+                self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
-                self.wfile.write(body)
+                if body:
+                    self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass

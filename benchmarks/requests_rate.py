@@ -21,16 +21,18 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path)
-from _common import agent_cmd, agent_env, download_polls, header, populate_history, spawn, stop, wait_for, write_config
+from _common import (agent_cmd, agent_env, download_polls, header, peer_polls, populate_history, spawn, stop,
+                     wait_for, write_config)
 
 from trayagent.config import PollConfig
 from trayagent.simulator import Simulator
 
 
-def count(sim: Simulator, start: float, end: float) -> tuple[int, int]:
-    """(GETs of the download list, all requests) that arrived in [start, end)."""
+def count(sim: Simulator, start: float, end: float) -> tuple[int, int, int]:
+    """(GETs of the whole download list, GETs of one peer's list, all requests) in [start, end)."""
     reqs = [r for r in sim.requests if start <= r.at < end]
-    return len([t for t in download_polls(sim) if start <= t < end]), len(reqs)
+    return (len([t for t in download_polls(sim) if start <= t < end]),
+            len([t for t in peer_polls(sim) if start <= t < end]), len(reqs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +60,18 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.monotonic()
                 time.sleep(window)
                 end = time.monotonic()
-                polls, total = count(sim, start, end)
-                rows.append((name, polls, total, end - start))
+                polls, peers, total = count(sim, start, end)
+                rows.append((name, polls, peers, total, end - start))
 
             phase("idle (history only)", 2 * poll["idle_interval"], args.window)
             tid = sim.add_download("peer-active", "@@music\\Album\\01 - Still queued.flac", 9_000_000,
                                    state="Queued, Remotely")
             phase("active (a download queued)", poll["idle_interval"] + 2 * poll["active_interval"], args.window)
+            more = [sim.add_download(user, f"@@music\\Now\\{i:02d} - Active.flac", 9_000_000, state="InProgress")
+                    for i, user in enumerate(("peer-active", "peer-other"))]
+            phase("active (3 downloads from 2 peers)", poll["idle_interval"] + 2 * poll["active_interval"], args.window)
+            for extra in more:
+                sim.delete(extra)
             sim.fault("500", count=10**6)
             down_at = time.monotonic()
             ramp = sum(min(poll["max_backoff"], poll["active_interval"] * 2 ** k) for k in range(1, 8))
@@ -79,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             recovered = min(t for t in download_polls(sim) if t > back_at) - back_at
         finally:
             stop(proc)
-    print(f"  {'phase':<36} {'GET downloads':>13} {'all reqs':>8} {'window s':>8} {'measured /min':>13}"
-          f" {'at default intervals /min':>26}")
-    for name, polls, total, secs in rows:
-        rate = polls / secs * 60
-        print(f"  {name:<36} {polls:>13} {total:>8} {secs:>8.1f} {rate:>13.1f} {rate * args.scale:>26.2f}")
+    print(f"  {'phase':<36} {'GET whole':>9} {'GET peer':>8} {'all reqs':>8} {'window s':>8} {'measured /min':>13}"
+          f" {'at default intervals /min (whole + peer)':>41}")
+    for name, polls, peers, total, secs in rows:
+        rate, peer_rate = polls / secs * 60, peers / secs * 60
+        print(f"  {name:<36} {polls:>9} {peers:>8} {total:>8} {secs:>8.1f} {rate + peer_rate:>13.1f}"
+              f" {(rate + peer_rate) * args.scale:>19.2f} ({rate * args.scale:.2f} + {peer_rate * args.scale:.2f})")
     print("  backoff while down, gaps between polls at default intervals (s): "
           + ", ".join(f"{g / args.scale:.1f}" for g in gaps[:10]))
     print(f"  first poll after slskd came back: {recovered / args.scale:.1f} s at default intervals"

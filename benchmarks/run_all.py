@@ -2,9 +2,11 @@
 
 Each runs in its own process, so one's heap does not colour another's figures.
 
-    .venv/bin/python benchmarks/run_all.py [--only poll_cost,idle] [--before]
+    .venv/bin/python benchmarks/run_all.py [--only poll_cost,idle] [--before | --today]
 
---before runs them on the pre-change code paths (see _before.py) for a side-by-side.
+--before runs them on the pre-change code paths (see _before.py) for a side-by-side; --today on
+the poll path before issue 12 (see _today.py). active_cost measures today's and the current
+path itself, in one run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ BENCHES: list[tuple[str, list[str]]] = [
     ("startup", ["--runs", "5"]),
     ("idle", ["--seconds", "30", "--warmup", "12"]),
     ("requests_rate", ["--scale", "0.1", "--window", "12"]),
+    ("clear_cost", ["--transfers", "10000"]),
     ("ranking_accuracy", []),
+    ("active_cost", ["--sizes", "1000,10000,50000", "--seconds", "30"]),
 ]
 
 
@@ -32,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated subset: " + ",".join(n for n, _ in BENCHES))
     ap.add_argument("--before", action="store_true", help="measure the pre-change code paths")
+    ap.add_argument("--today", action="store_true", help="measure the poll path before issue 12 (_today.py)")
     args = ap.parse_args(argv)
     wanted = {x for x in args.only.split(",") if x}
     unknown = wanted - {n for n, _ in BENCHES}
@@ -42,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.before:
         prefix.append(str(HERE / "_before.py"))
         env["TRAYAGENT_BENCH_BEFORE"] = "1"
+    elif args.today:
+        prefix.append(str(HERE / "_today.py"))
+        env["TRAYAGENT_BENCH_TODAY"] = "1"
     failed = []
     started = time.monotonic()
     for name, bench_args in BENCHES:

@@ -38,11 +38,14 @@ def write_config(path: Path, url: str, api_key: str | None, **sections: dict[str
 class AgentProcess:
     """The agent under test, with its stdout parsed as JSON lines as they arrive."""
 
-    def __init__(self, config: Path, state_dir: Path, home: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config: Path, state_dir: Path, home: Path, extra_args: tuple[str, ...] = (),
+                 without: tuple[str, ...] = (), env_extra: dict[str, str] | None = None) -> None:
         self.config = config
         self.state_dir = state_dir
         self.home = home
         self.extra_args = extra_args
+        self.without = without  # modules the agent must run without (e.g. the optional orjson)
+        self.env_extra = env_extra or {}
         self.proc: subprocess.Popen[str] | None = None
         self.events: list[dict[str, Any]] = []
         self.raw_stdout: list[str] = []
@@ -59,11 +62,19 @@ class AgentProcess:
             HOME=str(self.home),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.env_extra)
         return env
 
+    def command(self) -> list[str]:
+        args = ["run", "--headless", "--json", "--no-notify", "--config", str(self.config), *self.extra_args]
+        if not self.without:
+            return [sys.executable, "-m", "trayagent", *args]
+        blocked = "".join(f"sys.modules[{m!r}] = None; " for m in self.without)
+        code = f"import sys; {blocked}from trayagent.cli import main; sys.exit(main(sys.argv[1:]))"
+        return [sys.executable, "-c", code, *args]
+
     def start(self) -> AgentProcess:
-        cmd = [sys.executable, "-m", "trayagent", "run", "--headless", "--json", "--no-notify",
-               "--config", str(self.config), *self.extra_args]
+        cmd = self.command()
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, encoding="utf-8", bufsize=1,

@@ -283,6 +283,9 @@ def test_secrets_are_registered_for_log_redaction(tmp_path: Path) -> None:
         ("[poll]\nactive_interval = inf", "[poll] active_interval must be a number > 0 (got inf)"),
         ("[poll]\nactive_interval = nan", "[poll] active_interval must be a number > 0 (got nan)"),
         ("[poll]\nidle_interval = 90", "[poll] max_backoff must be >= active_interval and idle_interval (got 60 < 90)"),
+        ("[poll]\nmax_peers = -1", "[poll] max_peers must be a whole number >= 0 (got -1)"),
+        ("[poll]\nmax_peers = 2.5", "[poll] max_peers must be a whole number >= 0 (got 2.5)"),
+        ("[poll]\nmax_peers = 101", "[poll] max_peers must be a whole number >= 0 and at most 100 (got 101)"),
         ("[tracking]\ngrace_polls = 0", "[tracking] grace_polls must be a whole number >= 1 (got 0)"),
         ("[tracking]\ngrace_polls = 2.5", "[tracking] grace_polls must be a whole number >= 1 (got 2.5)"),
         ("[tracking]\nfailure_settle = -1", "[tracking] failure_settle must be a number >= 0 (got -1)"),
@@ -532,7 +535,8 @@ def test_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         assert log_dir().is_relative_to(tmp_path / "xdg" / "trayagent")
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
     cfg = Config(slskd=SlskdConfig(url="http://127.0.0.1:5030"))
-    assert cfg.state_path == tmp_path / "state" / "trayagent.sqlite3"
+    assert cfg.state_path.parent == tmp_path / "state"
+    assert cfg.state_path.name.startswith("slskd-") and cfg.state_path.suffix == ".sqlite3"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes")
@@ -545,3 +549,37 @@ def test_world_readable_file_with_secret_warns(tmp_path: Path, caplog: pytest.Lo
     os.chmod(path, 0o600)
     load_config(path, env=NO_ENV)
     assert "readable by others" not in caplog.text
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ("http://LocalHost:5030", "http://localhost:5030/", True),
+    ("http://localhost", "http://localhost:80", True),
+    ("https://localhost", "https://localhost:443//", True),
+    ("http://host:5030/slskd/", "http://host:5030//slskd", True),
+    ("http://host:5030", "http://host:5031", False),
+    ("http://host:5030/a", "http://host:5030/b", False),
+    ("http://[::1]:5030", "http://[::1]:5030/", True),
+])
+def test_state_is_keyed_by_the_normalised_slskd_url(a: str, b: str, same: bool, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from trayagent.config import instance_state_path
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path))
+    assert (instance_state_path(a) == instance_state_path(b)) is same
+    assert instance_state_path(a).parent == tmp_path
+
+
+def test_private_dir_is_0700_under_any_umask(tmp_path: Path) -> None:
+    from trayagent.config import make_private_dir
+
+    old = os.umask(0)
+    try:
+        make_private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+
+
+def test_max_peers_defaults_to_4_and_0_turns_per_peer_polls_off(tmp_path: Path) -> None:
+    assert load_text(tmp_path, 'slskd.url = "http://h:5030"').poll.max_peers == 4
+    assert load_text(tmp_path, 'slskd.url = "http://h:5030"\n[poll]\nmax_peers = 0').poll.max_peers == 0

@@ -145,7 +145,7 @@ def test_killed_agent_reports_what_ended_while_it_was_down_once(make_agent: Any,
     during = sim.add_download("alice", ALBUM + "11.flac", 100, state="InProgress")
     a1.wait_event("started", id=during)
     sim.set_state(done_before, "Completed, Succeeded", bytes_transferred=100)
-    a1.wait_event("completed", id=done_before)
+    first_report = a1.wait_event("completed", id=done_before)
     a1.kill()
     sim.set_state(during, "Completed, Succeeded", bytes_transferred=100)
     unseen = sim.add_download("bob", ALBUM + "12.flac", 100, state="Completed, Succeeded")
@@ -153,7 +153,11 @@ def test_killed_agent_reports_what_ended_while_it_was_down_once(make_agent: Any,
     a2.wait_event("completed", id=during)
     a2.wait_event("completed", id=unseen)
     quiet_for(a2, 1.0)
-    assert not a2.of("completed", id=done_before), "an end reported before the kill was repeated"
+    # A kill -9 right after a line is written and before its delivery is recorded may repeat that
+    # one line, with the same seq so a consumer drops it (README); never as a new report.
+    again = a2.of("completed", id=done_before)
+    assert all(e["seq"] == first_report["seq"] for e in again), "an end reported before the kill was repeated"
+    assert len(again) <= 1
     assert_once(a2)
     assert a2.stop() == 0
 
@@ -224,10 +228,20 @@ def test_download_completing_during_cleanup_is_still_reported(make_agent: Any, s
     assert all(sim.get(t)["removed"] for t in done)
 
 
-def test_bulk_clear_only_when_everything_is_recorded(make_agent: Any, sim: Any) -> None:
-    agent = make_agent(cleanup={"enabled": True, "interval": 0.5, "remove": ["succeeded", "cancelled", "failed"]})
+def test_cleanup_removes_transfer_by_transfer_never_a_late_arrival(make_agent: Any, sim: Any) -> None:
+    """Issue 14.5: a download that appears and ends between cleanup's poll and its removals
+    (slskd's bulk all/completed would take it unreported) stays listed and is reported once."""
+    agent = make_agent(cleanup={"enabled": True, "interval": 0.5, "remove": ["succeeded", "cancelled", "failed"]},
+                       poll={"active_interval": 5.0, "idle_interval": 5.0, "max_backoff": 10.0})
     ids = [sim.add_download("alice", ALBUM + f"b{i:02d}.flac", 10, state="InProgress") for i in range(30)]
     agent.wait_for(lambda evs: len([e for e in evs if e["event"] == "started"]) == 30)
+    late: list[str] = []
+
+    def on_request(method: str, path: str) -> None:
+        if method == "DELETE" and not late:
+            late.append(sim.add_download("zed", ALBUM + "late.flac", 10, state="Completed, Succeeded"))
+
+    sim.on_request = on_request
     for tid in ids:
         sim.set_state(tid, "Completed, Succeeded", bytes_transferred=10)
     agent.wait_for(lambda evs: len([e for e in evs if e["event"] == "completed"]) == 30)
@@ -235,7 +249,9 @@ def test_bulk_clear_only_when_everything_is_recorded(make_agent: Any, sim: Any) 
     while time.time() < deadline and not all(sim.get(t).get("removed") for t in ids):
         time.sleep(0.1)
     assert all(sim.get(t)["removed"] for t in ids)
-    assert any(r.method == "DELETE" and r.path.endswith("all/completed") for r in sim.requests)
+    assert late, "the race was not provoked"
+    assert not any(r.path.endswith("all/completed") for r in sim.requests), "the bulk clear must never run"
+    agent.wait_event("completed", id=late[0], timeout=20)
     assert_once(agent)
 
 

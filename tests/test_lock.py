@@ -140,3 +140,13 @@ def test_lock_file_is_private(paths: tuple[Path, Path]) -> None:
     state, config = paths
     with InstanceLock(state, config) as lock:
         assert lock.path.stat().st_mode & 0o077 == 0
+
+
+def test_state_lock_sits_beside_its_database_and_is_one_per_database(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "slskd-0123456789abcdef.sqlite3"
+    with InstanceLock.for_state(db) as lock:
+        assert lock.path == db.with_name(db.name + ".lock")
+        with pytest.raises(AlreadyRunning):
+            InstanceLock.for_state(db).acquire()
+        with InstanceLock.for_state(db.with_name("slskd-fedcba9876543210.sqlite3")):
+            pass  # another slskd instance: another lock

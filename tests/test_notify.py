@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import stat
 import sys
 import threading
@@ -556,3 +557,38 @@ def test_sync_summary_is_one_notification() -> None:
     notes = c.due(now)
     assert [(n.title, n.body) for n in notes] == [("Playlist sync finished", "<8> found, 7 completed, 1 not found")]
     assert c.due(now) == []
+
+
+def test_json_lines_notifier_writes_each_line_whole_to_the_descriptor() -> None:
+    """Issue 14.4: one write(2) per line, so a kill never leaves half a line in a pipe."""
+    r, w = os.pipe()
+    with os.fdopen(w, "w", encoding="utf-8") as stream:
+        evs = [ev(EventType.COMPLETED, f"{i:02d} Café.flac") for i in range(3)]
+        JsonLinesNotifier(stream).notify(evs)
+    with os.fdopen(r, "rb") as reader:
+        data = reader.read()
+    lines = data.decode("utf-8").splitlines()
+    assert [json.loads(line)["filename"] for line in lines] == [e.filename for e in evs]
+
+
+@pytest.mark.parametrize("encoding,name", [("ascii", "Café.flac"), ("utf-8", "bad \ud800 name.flac")])
+def test_json_lines_notifier_takes_what_the_encoding_cannot(encoding: str, name: str) -> None:
+    """Issue 14.3/14.6: a JSON escape instead of an encode error (which left the event unreported)."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, write_through=True)
+    JsonLinesNotifier(stream).notify([ev(EventType.COMPLETED, name)])
+    stream.flush()
+    line = raw.getvalue().decode(encoding)
+    assert line.endswith("\n") and json.loads(line)["filename"].endswith(name)
+
+
+def test_json_lines_notifier_raises_when_the_reader_is_gone() -> None:
+    r, w = os.pipe()
+    os.close(r)
+    with os.fdopen(w, "w", encoding="utf-8") as stream:
+        with pytest.raises(BrokenPipeError):
+            JsonLinesNotifier(stream).notify([ev(EventType.COMPLETED, "x.flac")])
+
+
+def test_lone_surrogate_is_shown_as_a_replacement_character() -> None:
+    assert sanitize("bad \ud800 name", 40) == "bad \ufffd name"

@@ -653,7 +653,8 @@ def test_parse_skips_junk_and_counts_it(caplog: pytest.LogCaptureFixture) -> Non
     caplog.set_level(logging.DEBUG, logger="trayagent.slskd")
     got = parse_downloads(json.dumps(body))
     assert [t.id for t in got] == [GUID, GUID2]
-    assert "skipped 7 malformed entries, kept 2" in caplog.text
+    assert got.skipped == 8  # a directory whose files are not a list counts too
+    assert "skipped 8 malformed entries, kept 2" in caplog.text
 
 
 def test_parse_missing_fields_get_defaults() -> None:
@@ -720,3 +721,96 @@ def test_parse_large_list_is_complete() -> None:
     got = parse_downloads(json.dumps(groups).encode())
     assert len(got) == 10_000
     assert len({t.id for t in got}) == 10_000
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"{}", "an object (empty)"),
+    (b'{"message": "Service Unavailable"}', "an object (keys: message)"),
+    (b'"maintenance"', "a string"),
+    (b"null", "null"),
+    (b'[{"message": "x"}, {"username": "a", "directories": [{"files": [{"filename": "f"}]}]}]', "none is a transfer"),
+])
+def test_list_downloads_refuses_a_200_that_is_not_a_download_list(mock: responses.RequestsMock, body: bytes,
+                                                                  needle: str) -> None:
+    """Issue 14.2: read as "slskd lists nothing", such a body failed every download as missing."""
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
+    with pytest.raises(SlskdBadResponse) as info:
+        key_client().list_downloads()
+    assert needle in str(info.value)
+
+
+def test_list_downloads_keeps_good_records_and_counts_the_unreadable(mock: responses.RequestsMock) -> None:
+    body = nested(transfer(), {"filename": "no id"}) + [{"message": "x"}]
+    mock.get(f"{BASE}/api/v0/transfers/downloads", json=body, status=200)
+    got = key_client().list_downloads()
+    assert [t.id for t in got] == [GUID] and got.skipped == 2
+
+
+def test_an_empty_download_list_is_fine(mock: responses.RequestsMock) -> None:
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=b"[]", status=200)
+    got = key_client().list_downloads()
+    assert got == [] and got.skipped == 0
+
+
+def test_lone_surrogate_does_not_fail_the_whole_list() -> None:
+    """Issue 14.6: slskd's .NET strings may hold a lone surrogate; orjson refuses the body."""
+    body = json.dumps(nested(transfer(filename="bad \ud800 name.flac"), transfer(id=GUID2)))
+    assert "\\ud800" in body
+    got = parse_downloads(body.encode(), listing=True)
+    assert [t.filename for t in got] == ["bad \ud800 name.flac", transfer()["filename"]]
+
+
+# ----------------------------------------------------------------- per-peer lists, recorded ends (issue 12)
+
+
+def test_known_unchanged_ends_are_not_built_but_listed_by_id() -> None:
+    done, changed, live = GUID, GUID[:-1] + "1", GUID[:-1] + "2"
+    body = json.dumps(nested(transfer(), transfer(id=changed, state="Queued, Locally"),
+                             transfer(id=live, state="InProgress")))
+    known = {done: Kind.SUCCEEDED, changed: Kind.FAILED}
+    got = parse_downloads(body, listing=True, known=known)
+    assert [t.id for t in got] == [changed, live]  # a recorded id whose state moved on is built
+    assert got.recorded_ids == [done] and got.skipped == 0
+    assert [t.id for t in parse_downloads(body, listing=True)] == [done, changed, live]
+
+
+def test_a_list_of_only_recorded_ends_is_a_list() -> None:
+    got = parse_downloads(json.dumps(nested(transfer())), listing=True, known={GUID: Kind.SUCCEEDED})
+    assert list(got) == [] and got.recorded_ids == [GUID]
+
+
+def test_user_list_is_one_group_and_404_means_none(mock: responses.RequestsMock) -> None:
+    mock.get(API + "/transfers/downloads/al%20ice", json=nested(transfer(username="al ice"), username="al ice")[0])
+    mock.get(API + "/transfers/downloads/bob", status=404)
+    mock.get(API + "/transfers/downloads/eve", json=nested(transfer(username="eve")))
+    mock.get(API + "/transfers/downloads/mal", json={"message": "proxy says hi"})
+    client = key_client()
+    assert [t.username for t in client.list_user_downloads("al ice")] == ["al ice"]
+    assert client.list_user_downloads("bob") == []
+    with pytest.raises(SlskdBadResponse, match="where a peer's download list belongs"):
+        client.list_user_downloads("eve")  # a list is not what this endpoint answers
+    with pytest.raises(SlskdBadResponse):
+        client.list_user_downloads("mal")
+
+
+def test_the_whole_list_is_read_in_one_piece_with_the_same_bytes() -> None:
+    from trayagent.simulator import Simulator
+
+    with Simulator(api_key=None) as sim:
+        for i in range(300):
+            sim.add_download(f"peer{i % 7}", f"@@x\\album\\{i:04d} " + "y" * 200 + ".flac", 10 + i)
+        expected = sorted(t["id"] for t in sim.transfers())
+        with SlskdClient(SlskdConfig(url=sim.url)) as client:
+            for _ in range(3):  # the connection is handed back and reused
+                assert sorted(t.id for t in client.list_downloads()) == expected
+            assert [t.username for t in client.list_user_downloads("peer3")] == ["peer3"] * 43
+            assert client.list_user_downloads("nobody") == []
+
+
+def test_parse_with_the_stdlib_fallback_is_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = json.dumps(nested(transfer(), transfer(id=GUID[:-1] + "1", state="InProgress")))
+    with_orjson = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
+    monkeypatch.setattr(slskd_mod, "_loads", json.loads)
+    monkeypatch.setattr(slskd_mod, "orjson", None)
+    fallback = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
+    assert list(fallback) == list(with_orjson) and fallback.recorded_ids == [GUID]

@@ -112,7 +112,7 @@ def test_history_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "s.sqlite3"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="cannot open state file"):
+    with pytest.raises(StoreError, match="cannot open the state database .*: it is damaged"):
         Store(bad)
 
 
@@ -125,3 +125,94 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer trayagent"):
         Store(path)
+
+
+DISK_FULL = """
+import resource, sys
+from datetime import datetime, timezone
+from trayagent.model import Transfer
+from trayagent.store import Store, StoreError
+from trayagent.tracker import Rules
+
+store = Store(sys.argv[1])
+tracker = store.load_tracker(Rules())
+now = datetime.now(timezone.utc)
+store.commit(tracker.reconcile([Transfer("a", "u", "f", "InProgress")], now))
+wal = sys.argv[1] + "-wal"
+import os
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(wal), resource.RLIM_INFINITY))
+try:
+    store.commit(tracker.reconcile([Transfer("a", "u", "f", "Completed, Succeeded")], now))
+except StoreError as exc:
+    print("StoreError:", exc, "| cause:", repr(exc.__cause__))
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print("ended after:", store.ended_ids())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX")
+def test_a_write_sqlite_rolled_back_itself_reports_the_real_error(tmp_path: Path) -> None:
+    """Issue 14.1: ROLLBACK after SQLite already rolled back raised 'no transaction is active'."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", DISK_FULL, str(tmp_path / "s.sqlite3")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    assert first.startswith("StoreError: cannot save to the state database") and "disk I/O error" in first, first
+    assert "rollback" not in first.lower()
+    assert second == "ended after: {}"
+
+
+def test_lone_surrogates_are_stored_and_read_back_exactly(tmp_path: Path) -> None:
+    """Issue 14.6: a .NET string with a lone surrogate failed every commit."""
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    tracker = store.load_tracker(RULES)
+    tracker.initialized = True
+    bad = "bad \ud800 name.flac"
+    store.commit(tracker.reconcile([Transfer("id\udc80", "us\ud800er", bad, "InProgress", size=10)], at(0)))
+    events = store.commit(tracker.reconcile([Transfer("id\udc80", "us\ud800er", bad, "Completed, Succeeded",
+                                                      size=10)], at(1)))
+    assert [e.filename for e in events] == [bad]
+    store.close()
+    store = Store(path)
+    assert [e.filename for e in store.pending_events()] == [bad, bad, bad]  # added, started, completed
+    assert store.recent(1)[0].filename == bad and store.recent(1)[0].username == "us\ud800er"
+    assert store.ended_ids() == {"id\udc80": Kind.SUCCEEDED}
+    assert store.load_tracker(RULES).is_recorded("id\udc80")
+    store.close()
+
+
+def test_consumer_progress_forgets_only_what_every_consumer_took(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    tracker = store.load_tracker(RULES)
+    tracker.initialized = True
+    events = store.commit(tracker.reconcile([tr("a", "InProgress", "x"), tr("b", "InProgress", "y")], at(0)))
+    seqs = [e.seq for e in events]
+    assert len(seqs) == 4
+    store.ack_consumer("json", seqs[3], floor=0)  # another consumer has taken nothing yet
+    store.ack_consumer("desktop", seqs[1], floor=seqs[1])
+    assert store.consumer_progress() == {"json": seqs[3], "desktop": seqs[1]}
+    assert [e.seq for e in store.pending_events()] == seqs[2:]
+    assert [e.seq for e in store.pending_events(after=seqs[2])] == seqs[3:]
+    store.close()
+
+
+def test_legacy_state_is_taken_over_once(tmp_path: Path) -> None:
+    from trayagent.store import adopt_legacy
+
+    legacy, target = tmp_path / "trayagent.sqlite3", tmp_path / "slskd-x.sqlite3"
+    store = Store(legacy)
+    tracker = store.load_tracker(RULES)
+    tracker.initialized = True
+    store.commit(tracker.reconcile([tr("a", "InProgress")], at(0)))
+    # left open with its WAL, as by an agent that was killed
+    assert adopt_legacy(legacy, target) is True
+    store.close()
+    assert not legacy.exists() and adopt_legacy(legacy, target) is False
+    again = Store(target)
+    assert [d.key for d in again.load_tracker(RULES).active] == ["a"]
+    assert len(again.pending_events()) == 2
+    again.close()

@@ -283,3 +283,61 @@ def test_event_payload_carries_the_raw_fields(tracker: Tracker) -> None:
     assert js["event"] == "failed" and js["filename"] == hostile and js["username"] == "-bob"
     assert js["size"] == 77 and js["reason"] == "rejected" and js["at"].endswith("Z")
     assert ev.event is EventType.FAILED
+
+
+def test_a_poll_with_unreadable_records_counts_no_one_missing(tracker: Tracker) -> None:
+    """Issue 14.2: an absent download may be among the records that could not be read."""
+    a, b = gid(), gid()
+    tracker.reconcile([tr(a, "InProgress", name="a"), tr(b, "InProgress", name="b")], at(0))
+    for i in range(1, 6):
+        ch = tracker.reconcile([tr(b, "Completed, Succeeded", name="b")] if i == 1 else [], at(i), complete=False)
+        assert "failed" not in kinds(ch)
+        if i == 1:
+            assert kinds(ch) == ["completed"], "the readable records still count"
+    assert [d.key for d in tracker.active] == [a]
+    for i in range(3):
+        ch = tracker.reconcile([], at(10 + i))
+    assert kinds(ch) == ["failed"] and ch.events[0].reason == "missing"
+
+
+# ------------------------------------------------------------- polls that read some peers only (issue 12)
+
+
+def test_a_partial_poll_counts_absence_only_for_the_peers_it_read(tracker: Tracker) -> None:
+    a, b = gid(), gid()
+    tracker.reconcile([tr(a, "InProgress", "alice", "a"), tr(b, "InProgress", "bob", "b")], at(0))
+    for i in range(1, 6):  # bob's list was not read: his download is neither seen nor missed
+        assert kinds(tracker.reconcile([tr(a, "InProgress", "alice", "a")], at(i), peers={"alice"})) == []
+    assert {d.transfer_id: d.missing_polls for d in tracker.active} == {a: 0, b: 0}
+    assert kinds(tracker.reconcile([], at(6), peers={"alice", "bob"})) == []
+    assert kinds(tracker.reconcile([tr(a, "InProgress", "alice", "a")], at(7), peers={"alice", "bob"})) == []
+    ch = tracker.reconcile([tr(a, "InProgress", "alice", "a")], at(8), peers={"bob"})
+    assert kinds(ch) == ["failed"] and ch.events[0].id == b and ch.events[0].reason == "missing"
+
+
+def test_partial_and_full_polls_add_up_to_the_same_grace(tracker: Tracker) -> None:
+    a = gid()
+    tracker.reconcile([tr(a, "InProgress", "alice")], at(0))
+    assert kinds(tracker.reconcile([], at(1), peers={"alice"})) == []
+    assert kinds(tracker.reconcile([], at(2))) == []
+    assert kinds(tracker.reconcile([], at(3), peers={"alice"})) == ["failed"]
+
+
+def test_peers_and_restart_need_the_whole_list(tracker: Tracker) -> None:
+    a, b = gid(), gid()
+    tracker.reconcile([tr(a, "InProgress", "alice", "a"), tr(b, "Queued, Remotely", "bob", "b")], at(0))
+    assert tracker.peers() == {"alice", "bob"} and not tracker.needs_full_poll()
+    tracker.reconcile([tr(a, "Completed, Errored", "alice", "a", exception="Application shut down")], at(1),
+                      peers={"alice"})
+    assert tracker.needs_full_poll()
+
+
+def test_ids_not_built_still_count_as_listed_for_the_forget_sweep() -> None:
+    old, gone = gid(), gid()
+    tracker = Tracker(Rules(), ended={old: Kind.SUCCEEDED, gone: Kind.SUCCEEDED}, initialized=True)
+    assert tracker.recorded == {old: Kind.SUCCEEDED, gone: Kind.SUCCEEDED}
+    forgotten: set[str] = set()
+    for i in range(2 * Tracker.FORGET_EVERY):
+        forgotten |= tracker.reconcile([], at(i), also_listed=[old]).forgotten
+        tracker.reconcile([], at(i), peers={"alice"})  # partial polls neither sweep nor count toward one
+    assert forgotten == {gone} and tracker.is_recorded(old) and not tracker.is_recorded(gone)

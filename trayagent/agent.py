@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Collection, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -25,15 +26,22 @@ from trayagent.model import (
     Transfer,
     utcnow,
 )
+from trayagent.config import legacy_state_path
+from trayagent.delivery import Delivery
 from trayagent.notify import Notifier
-from trayagent.slskd import SlskdClient, SlskdError, SlskdUnreachable, tune_allocator
-from trayagent.store import Store
-from trayagent.tracker import Rules, Tracked
+from trayagent.slskd import (
+    Downloads,
+    SlskdClient,
+    SlskdError,
+    SlskdUnauthorized,
+    SlskdUnreachable,
+    tune_allocator,
+)
+from trayagent.store import Store, StoreError, open_store
+from trayagent.tracker import Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
-#: How many removable transfers make the bulk endpoint worth its conditions.
-BULK_CLEAR_MIN = 25
 SERVER_STATE_INTERVAL = 30.0
 ALL_OUTCOMES = frozenset({"succeeded", "cancelled", "failed"})
 
@@ -52,16 +60,20 @@ class Agent:
     ) -> None:
         self.config = config
         self._client = client if client is not None else SlskdClient(config.slskd)
-        self._store = store if store is not None else Store(config.state_path)
+        self._store = store if store is not None else open_store(config.state_path, legacy_state_path())
         t = config.tracking
-        self._tracker = self._store.load_tracker(
-            Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
-                  restart_window=t.restart_window)
-        )
+        self._rules = Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
+                            restart_window=t.restart_window)
+        self._tracker: Tracker = self._store.load_tracker(self._rules)
+        self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
+        self._store_failing = False
+        self._unreadable_warned = False
         self._clock = clock
         self._watch_server = watch_server
         self._lock = threading.RLock()
+        self._clear_lock = threading.Lock()
         self._notifiers: list[Notifier] = []
+        self._delivery = Delivery(self._store)
         self._subscribers: list[StateCallback] = []
         self._scheduler = BackgroundScheduler(
             timezone=timezone.utc,
@@ -73,24 +85,37 @@ class Agent:
         self._last_error: str | None = None
         self._logged_in: bool | None = None
         self._failed_unseen = 0
-        self._last_transfers: Sequence[Transfer] = ()
+        self._full_due = True  # the next poll reads slskd's whole list (see _peers_to_poll)
+        self._last_full = float("-inf")  # monotonic time of the last full poll
         self._retried: set[str] = set()
         self._sync_status: str | None = None
         self._download_dir_known = bool(config.slskd.download_dir)
         self._sync_stop = threading.Event()
+        self._stopping = threading.Event()  # ends a long clear's removals at shutdown
         self._sync_lock = threading.Lock()
         self._running = False
         self.polls = 0
         #: When the last successful poll ran; notifiers compare it with now to tell downloads that
         #: ended while nobody watched (before the first poll, or after the machine slept).
         self.polled_at: datetime | None = None
+        self._last_polled: datetime | None = None
         self._state = AgentState(web_url=config.slskd.ui_url, download_dir=config.slskd.download_dir or None)
         self._publish()
 
     # ------------------------------------------------------------ public API
 
-    def add_notifier(self, notifier: Notifier) -> None:
+    def add_notifier(self, notifier: Notifier, name: str | None = None) -> None:
+        """Add a consumer of events; its progress through them is kept under `name`.
+
+        The default name is the notifier's class name, so the same kind of sink in the next
+        run carries on where this one stopped, without repeats.
+        """
         self._notifiers.append(notifier)
+        self._delivery.add(notifier, name)
+
+    @property
+    def notifiers(self) -> list[Notifier]:
+        return list(self._notifiers)
 
     def subscribe(self, callback: StateCallback) -> None:
         self._subscribers.append(callback)
@@ -99,12 +124,14 @@ class Agent:
         return self._state
 
     def start(self) -> None:
-        """Deliver what a previous run committed but never delivered, then start polling."""
-        with self._lock:
-            pending = self._store.pending_events()
-            if pending:
-                log.info("delivering %d event(s) left over from the previous run", len(pending))
-                self._deliver(pending)
+        """Deliver what a previous run committed but never delivered, then start polling.
+
+        A running agent always has a consumer: with no sink attached, the log (where each
+        event is written as it is recorded) is where events are reported.
+        """
+        if not self._notifiers:
+            self.add_notifier(_LogConsumer(), "log")
+        self._delivery.start()
         tune_allocator()
         s = self._scheduler
         s.add_job(self._poll_job, "interval", seconds=self._interval, id="poll",
@@ -120,15 +147,12 @@ class Agent:
 
     def stop(self) -> None:
         self._sync_stop.set()
+        self._stopping.set()
         if self._running:
             self._running = False
             self._scheduler.shutdown(wait=True)
+        self._delivery.stop()
         with self._lock:
-            for n in self._notifiers:
-                try:
-                    n.close()
-                except Exception:  # noqa: BLE001 - a notifier never stops shutdown
-                    log.exception("notifier failed to close")
             self._client.close()
             self._store.close()
 
@@ -158,24 +182,164 @@ class Agent:
     # ----------------------------------------------------------------- polling
 
     def poll_once(self) -> bool:
-        """One poll: fetch, reconcile, commit, deliver. False if slskd could not be read."""
+        """One poll: fetch, reconcile, commit, deliver.
+
+        False if slskd could not be read or the state could not be saved; either way the
+        poll counts for nothing and the tracker is as it was before it (reloaded from the
+        store after a failed commit), so the next poll redoes the work.
+        """
+        return self._poll() is not None
+
+    def _poll(self, *, build_all: bool = False) -> Sequence[Transfer] | None:
+        """poll_once, returning what it read (None on failure).
+
+        While a few peers' downloads are followed, only those peers' lists are read (see
+        _peers_to_poll). `build_all` reads the whole list and builds every record, for clear().
+        """
         with self._lock:
-            try:
-                transfers = self._client.list_downloads()
-            except SlskdError as exc:
-                self._on_failure(exc)
-                return False
+            if self._tracker_stale and not self._reload_tracker():
+                return None
+            peers = None if build_all else self._peers_to_poll()
+            known = None if build_all else self._tracker.recorded
+            fetched = self._fetch_all(known) if peers is None else self._fetch_peers(peers, known)
+            if fetched is None:
+                return None
+            transfers, covered = fetched
             now = self._clock()
-            changes = self._tracker.reconcile(transfers, now)
-            events = self._store.commit(changes)
-            self._last_transfers = transfers
+            unreadable = transfers.skipped
+            full = covered is None
+            if unreadable or full:
+                self._note_unreadable(unreadable)
+            changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable),
+                                              peers=covered, also_listed=transfers.recorded_ids)
+            # Those ids are strings of the parsed body, spread through all its memory: dropped
+            # before anything long-lived is allocated, so that memory can go back (see _trim_heap).
+            transfers.recorded_ids = ()
+            try:
+                events = self._store.commit(changes)
+            except StoreError as exc:
+                self._on_store_failure(exc)
+                return None
+            if self._store_failing:
+                self._store_failing = False
+                log.warning("state saved again")
+            self._after_poll(full)
+            if changes.initialized:
+                # The history just recorded holds ids cut from the parsed body: reloaded from the
+                # store, they are compact, and the body's memory goes back (10,000 listed: -10 MB).
+                self._reload_tracker()
             self.polls += 1
             self._on_success()
             if events:
-                self._deliver(events)
-            self.polled_at = now
+                # While they are delivered the notifier must see the poll before this one, to tell
+                # ends that happened while nobody watched. A running agent delivers on its delivery
+                # thread after this returns, so polled_at moves on with the next poll.
+                self.polled_at = self._last_polled
+                self._recorded(events)
+                self._delivery.committed()  # synchronous when the agent is not running
+            if not (events and self._running):
+                self.polled_at = now
+            self._last_polled = now
             self._publish()
-            return True
+            return transfers
+
+    def _peers_to_poll(self) -> frozenset[str] | None:
+        """The peers whose own lists this poll reads, or None to read slskd's whole list.
+
+        The whole list is read on the first poll, once per idle_interval (so downloads added
+        elsewhere are noticed as soon as when idle), at once after a failed poll (a reconnect),
+        a failed peer's list, a download gone missing from its peer's list, or an slskd restart,
+        and whenever more than [poll] max_peers peers are followed.
+        """
+        p = self.config.poll
+        tracker = self._tracker
+        if self._full_due or p.max_peers <= 0 or not tracker.initialized or tracker.needs_full_poll():
+            return None
+        if time.monotonic() - self._last_full >= p.idle_interval - p.active_interval / 2:
+            return None
+        peers = tracker.peers()
+        if not peers or len(peers) > p.max_peers or "" in peers:
+            return None
+        return peers
+
+    def _after_poll(self, full: bool) -> None:
+        """After a committed poll: when the next one must read the whole list."""
+        if full:
+            self._full_due = False
+            self._last_full = time.monotonic()
+        elif any(d.missing_polls for d in self._tracker.active):
+            self._full_due = True  # absence is confirmed against the whole list, poll by poll
+
+    def _fetch_all(self, known: Mapping[str, Kind] | None) -> tuple[Downloads, frozenset[str] | None] | None:
+        try:
+            return self._client.list_downloads(known=known), None
+        except SlskdError as exc:
+            self._on_failure(exc)
+            return None
+
+    def _fetch_peers(
+        self, peers: frozenset[str], known: Mapping[str, Kind] | None,
+    ) -> tuple[Downloads, frozenset[str]] | None:
+        """Read each peer's list; the poll covers the peers whose lists were read whole.
+
+        No answer, or credentials refused, fails the poll as a full one would. A peer whose
+        list fails otherwise (a 5xx, a body that is not a group) is left out: its downloads
+        are neither seen nor counted absent, and the next poll reads the whole list (this one
+        does, when no peer's list answered).
+        """
+        out = Downloads()
+        out.recorded_ids = []
+        covered: set[str] = set()
+        error: SlskdError | None = None
+        for user in sorted(peers):
+            try:
+                got = self._client.list_user_downloads(user, known=known)
+            except (SlskdUnreachable, SlskdUnauthorized) as exc:
+                self._on_failure(exc)
+                return None
+            except SlskdError as exc:
+                error = exc
+                log.debug("download list of %r unavailable: %s", user, exc)
+                continue
+            out.extend(got)
+            out.recorded_ids.extend(got.recorded_ids)
+            out.skipped += got.skipped
+            if not got.skipped:
+                covered.add(user)
+        if error is not None:
+            if not covered and not out:
+                return self._fetch_all(known)  # no peer's list answered: the whole list, now
+            self._full_due = True
+        return out, frozenset(covered)
+
+    def _on_store_failure(self, exc: StoreError) -> None:
+        """The commit failed: nothing of this poll happened. Put the tracker back as committed."""
+        self._last_error = str(exc)
+        if not self._store_failing:
+            self._store_failing = True
+            log.warning("%s; this poll is redone once the state can be saved", exc)
+        else:
+            log.debug("state still cannot be saved: %s", exc)
+        self._tracker_stale = True
+        self._full_due = True
+        self._reload_tracker()
+        self._publish()
+
+    def _reload_tracker(self) -> bool:
+        try:
+            self._tracker = self._store.load_tracker(self._rules)
+        except StoreError as exc:
+            log.debug("tracker not reloaded yet: %s", exc)
+            return False
+        self._tracker_stale = False
+        return True
+
+    def _note_unreadable(self, count: int) -> None:
+        """Say once per spell that slskd listed records without an id or a file name."""
+        if count and not self._unreadable_warned:
+            log.warning("slskd listed %d record(s) without an id or file name; they are ignored, and no "
+                        "download counts as missing while such records are listed", count)
+        self._unreadable_warned = bool(count)
 
     def _poll_job(self) -> None:
         ok = self.poll_once()
@@ -194,10 +358,11 @@ class Agent:
                 log.debug("could not reschedule poll", exc_info=True)
 
     def _on_failure(self, exc: SlskdError) -> None:
+        self._full_due = True  # after a reconnect, the whole list first
         self._failures += 1
         self._last_error = str(exc)
         if self._connected is not False:
-            log.warning("slskd unreachable: %s", exc)
+            log.warning("slskd %s: %s", "unreachable" if isinstance(exc, SlskdUnreachable) else "cannot be read", exc)
             self._connected = False
             self._deliver([Event(EventType.CONNECTION, self._clock(), status="lost", error=str(exc))])
         else:
@@ -220,6 +385,9 @@ class Agent:
             log.debug("server state unavailable: %s", exc)
             return
         changed = logged_in != self._logged_in
+        if logged_in and self._logged_in is False:
+            with self._lock:
+                self._full_due = True  # back on the Soulseek network: read the whole list at once
         self._logged_in = logged_in
         if not self._download_dir_known:
             changed |= self._learn_download_dir()
@@ -247,20 +415,17 @@ class Agent:
 
     # ---------------------------------------------------------------- delivery
 
-    def _deliver(self, events: list[Event]) -> None:
+    def _recorded(self, events: list[Event]) -> None:
+        """Log each committed event once (redeliveries are not logged again)."""
         for ev in events:
-            if ev.event in (EventType.CONNECTION, EventType.SYNC):
-                continue
             log.info("%s: %r from %r%s", ev.event.value, ev.filename, ev.username,
                      f" ({ev.reason})" if ev.reason else "")
             if ev.event is EventType.FAILED:
                 self._failed_unseen += 1
-        for n in self._notifiers:
-            try:
-                n.notify(events)
-            except Exception:  # noqa: BLE001 - a broken sink never stops the agent
-                log.exception("notifier %s failed", type(n).__name__)
-        self._store.ack(events)
+
+    def _deliver(self, events: list[Event]) -> None:
+        """Offer transient events (connection, sync): not kept, not repeated."""
+        self._delivery.transient(events)
 
     def _publish(self) -> None:
         tracker = self._tracker
@@ -296,45 +461,43 @@ class Agent:
         return self.clear(ALL_OUTCOMES, 0.0)
 
     def clear(self, outcomes: Iterable[str], min_age: float) -> int:
-        """Remove ended transfers from slskd, never one whose end is not yet recorded.
+        """Remove ended transfers from slskd, each by its id, never one whose end is not committed.
 
-        A fresh poll is reconciled and committed first, so everything that has ended by
-        then is recorded (and reported) before anything is removed.
+        A fresh poll is reconciled and committed first, so everything that has ended by then
+        is recorded (and reported) before anything is removed. Removal is transfer by transfer:
+        slskd's bulk `all/completed` removes whatever is complete when it runs, including a
+        download that appeared and finished after this poll, unreported.
         """
         wanted = {Kind(o) for o in outcomes}
-        with self._lock:
-            if not self.poll_once():
-                return 0
-            now = self._clock()
-            removable: list[Transfer] = []
-            blocked = False  # something that could still finish, or an end not recorded
-            for t in self._last_transfers:
-                outcome = self._tracker.recorded_outcome(t.id)
-                if outcome is None or not t.status.terminal:
-                    blocked = True
-                    continue
-                if outcome in wanted and _old_enough(t, now, min_age):
-                    removable.append(t)
-                else:
-                    blocked = True
-            if not removable:
-                return 0
-            if not blocked and len(removable) >= BULK_CLEAR_MIN:
-                try:
-                    self._client.clear_completed()
-                    return len(removable)
-                except SlskdError as exc:
-                    log.warning("bulk clear failed (%s); removing one by one", exc)
-            removed = 0
-            for t in removable:
-                try:
-                    self._client.remove_download(t.username, t.id)
-                    removed += 1
-                except SlskdError as exc:
+        with self._clear_lock:
+            with self._lock:
+                listed = self._poll(build_all=True)
+                if listed is None:
+                    return 0
+                now = self._clock()
+                recorded = self._tracker.recorded_outcome
+                removable = [t for t in listed
+                             if t.status.terminal and recorded(t.id) in wanted and _old_enough(t, now, min_age)]
+            return self._remove(removable)
+
+    def _remove(self, transfers: list[Transfer]) -> int:
+        """DELETE each one (outside the poll lock: polls go on meanwhile); returns how many went."""
+        removed = failed = 0
+        for t in transfers:
+            if self._stopping.is_set():
+                break
+            try:
+                self._client.remove_download(t.username, t.id)
+                removed += 1
+            except SlskdError as exc:
+                failed += 1
+                if failed == 1:
                     log.warning("could not remove %r: %s", t.filename, exc)
-                    if isinstance(exc, SlskdUnreachable):
-                        break
-            return removed
+                if isinstance(exc, SlskdUnreachable):
+                    break
+        if failed > 1:
+            log.warning("could not remove %d finished transfer(s) in all", failed)
+        return removed
 
     # ------------------------------------------------------------------- sync
 
@@ -403,6 +566,21 @@ class Agent:
         if count:
             self.poll_now()
         return count
+
+
+class _LogConsumer:
+    """The consumer of a running agent that has no other sink: the agent's log.
+
+    Every event is logged as it is recorded (Agent._recorded), so taking it here is a no-op.
+    Only a running agent has it: `trayagent clear` with no agent running has no consumer
+    and leaves its events in the outbox for the agent's next start.
+    """
+
+    def notify(self, events: Iterable[Event]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _old_enough(t: Transfer, now: datetime, min_age: float) -> bool:

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from trayagent import __version__
+from trayagent.errors import EXIT_FAIL, EXIT_USAGE, TrayagentError
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK = 0
 
 
-class UsageError(Exception):
+class UsageError(TrayagentError):
     """A mistake the user can fix; printed as one line, exit code 2."""
+
+    exit_code = EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,9 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             raise UsageError("no command given: try 'trayagent run' or 'trayagent demo' (see 'trayagent --help')")
         return COMMANDS[args.command](args)
-    except UsageError as exc:
+    except TrayagentError as exc:  # config, state database, slskd: one line, never a traceback
         print(f"trayagent: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
@@ -199,8 +202,8 @@ def _wait_until(stop: threading.Event, until: Callable[[], bool], timeout: float
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _setup_logging(args)  # first, so what loading the config says goes to the log
     config = _load_config(args)
-    _setup_logging(args)
     from trayagent.agent import Agent
     from trayagent.lock import AlreadyRunning
 
@@ -222,10 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _instance_lock(config: Any) -> Any:
-    """One agent per config: the lock lives beside the state it protects."""
+    """One agent per slskd instance: the lock is the state database's own, beside it.
+
+    Keyed by slskd's URL, not the config's path, so a hard-linked config or an environment-only
+    config started from two directories cannot run two agents on one state.
+    """
     from trayagent.lock import InstanceLock
 
-    return InstanceLock(config.state_path.parent, config.path or Path("<env>"))
+    return InstanceLock.for_state(config.state_path)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -261,8 +268,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _load_config(args)
     _setup_logging(args)
+    config = _load_config(args)
     from trayagent.slskd import SlskdClient, SlskdError
     from trayagent.store import Store, StoreError
 
@@ -275,13 +282,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         client.close()
     recent = []
-    if config.state_path.exists():
+    path = _readable_state(config)
+    if path is not None:
         try:
-            store = Store(config.state_path, readonly=True)
-            recent = store.recent(10)
-            store.close()
+            store = Store(path, readonly=True)
+            try:
+                recent = store.recent(10)
+            finally:
+                store.close()
         except StoreError as exc:
-            log.warning("%s", exc)
+            log.warning("%s (recent downloads not shown)", exc)
     active = [t for t in transfers if not t.status.terminal]
     if args.json:
         out = {
@@ -289,10 +299,30 @@ def cmd_status(args: argparse.Namespace) -> int:
             "recent": [_finished_json(f) for f in recent],
             "total_listed": len(transfers),
         }
-        print(json.dumps(out, ensure_ascii=False, indent=2))
+        print(json_text(out, getattr(sys.stdout, "encoding", None) or "utf-8"))
         return EXIT_OK
     print(_status_table(active, recent, len(transfers)))
     return EXIT_OK
+
+
+def _readable_state(config: Any) -> Path | None:
+    """This instance's state database, or the one of an older version not yet taken over."""
+    from trayagent.config import legacy_state_path
+
+    for path in (config.state_path, legacy_state_path()):
+        if path.exists():
+            return path
+    return None
+
+
+def json_text(obj: Any, encoding: str) -> str:
+    """Indented JSON in plain characters where `encoding` can take them, escapes elsewhere."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2)
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(obj, indent=2)
+    return text
 
 
 def _transfer_json(t: Any) -> dict[str, Any]:
@@ -333,8 +363,8 @@ def human_size(n: float) -> str:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    config = _load_config(args)
     _setup_logging(args)
+    config = _load_config(args)
     from trayagent.agent import Agent
     from trayagent.lock import AlreadyRunning
 
@@ -363,6 +393,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def _clear_recorded_only(config: Any) -> int | None:
+    """`clear` while an agent runs: remove only what its committed state records as ended."""
     from trayagent.slskd import SlskdClient, SlskdError
     from trayagent.store import Store
 
@@ -387,9 +418,13 @@ def _clear_recorded_only(config: Any) -> int | None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    config = _load_config(args)
     _setup_logging(args)
+    config = _load_config(args)
+    from trayagent.config import legacy_state_path
+    from trayagent.store import adopt_legacy
     from trayagent.sync import run_sync_command
+
+    adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 
     return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, dry_run=args.dry_run)
 

@@ -9,27 +9,31 @@ environment are never written back to disk by save_config.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 import secrets as _secrets
 import tomllib
 from dataclasses import dataclass, field, fields
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import platformdirs
 import tomli_w
 
+from trayagent.errors import EXIT_USAGE, TrayagentError
 from trayagent.logs import register_secret
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "trayagent"
 CONFIG_FILE_NAME = "config.toml"
+#: The single state database of versions before state was kept per slskd instance.
 STATE_FILE_NAME = "trayagent.sqlite3"
 STATE_DIR_ENV = "TRAYAGENT_STATE_DIR"
 MASK = "***"
@@ -45,8 +49,10 @@ SECRET_KEYS = frozenset({"api_key", "password"})
 CLEANUP_OUTCOMES = ("succeeded", "cancelled", "failed")
 
 
-class ConfigError(Exception):
+class ConfigError(TrayagentError):
     """A configuration problem, described in one line that says what to fix."""
+
+    exit_code = EXIT_USAGE
 
 
 # --------------------------------------------------------------------------- locations
@@ -68,6 +74,53 @@ def state_dir() -> Path:
 def log_dir() -> Path:
     """Directory for the rotating log file (platformdirs user log dir, XDG honoured)."""
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def make_private_dir(directory: Path) -> Path:
+    """Create a directory 0700 whatever the umask (it holds download history and locks).
+
+    mkdir's mode is masked by the umask (0700 & ~0777 is 0000), so a directory created here
+    gets its mode set explicitly; one that already exists is left as the user made it.
+    """
+    if not directory.is_dir():
+        directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def normalized_slskd_url(url: str) -> str:
+    """host:port/base of an slskd URL: one spelling per slskd instance.
+
+    Case of the host, a default port written out or not, trailing or doubled slashes and
+    the scheme (one port serves one scheme) do not make another instance.
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or {"http": 80, "https": 443}.get(scheme, 0)
+    path = quote(unquote(re.sub("/+", "/", parts.path)), safe="/:@!$&'()*+,;=-._~").rstrip("/")
+    return f"{host}:{port}{path}"
+
+
+def instance_key(url: str) -> str:
+    """A short, file-name-safe key of the slskd instance a URL points at."""
+    return hashlib.sha256(normalized_slskd_url(url).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def instance_state_path(url: str) -> Path:
+    """The state database of one slskd instance: two instances, two histories, two agents."""
+    return state_dir() / f"slskd-{instance_key(url)}.sqlite3"
+
+
+def legacy_state_path() -> Path:
+    """Where versions before per-instance state kept their one database (migrated on start)."""
+    return state_dir() / STATE_FILE_NAME
 
 
 # --------------------------------------------------------------------------- sections
@@ -122,6 +175,9 @@ class PollConfig:
     active_interval: float = 1.0
     idle_interval: float = 10.0
     max_backoff: float = 60.0
+    #: While downloads from at most this many peers are followed, the fast poll reads only
+    #: those peers' lists (the whole list still comes every idle_interval); 0 = always whole.
+    max_peers: int = 4
 
 
 @dataclass(slots=True)
@@ -227,8 +283,8 @@ class Config:
 
     @property
     def state_path(self) -> Path:
-        """The agent's SQLite database (state_dir() / trayagent.sqlite3)."""
-        return state_dir() / STATE_FILE_NAME
+        """The agent's SQLite database for this slskd instance (keyed by its normalised URL)."""
+        return instance_state_path(self.slskd.url)
 
     def to_toml_dict(self) -> dict[str, dict[str, Any]]:
         """Every setting as TOML-ready data, secrets included (empty credentials omitted)."""
@@ -245,6 +301,7 @@ class Config:
                 "active_interval": self.poll.active_interval,
                 "idle_interval": self.poll.idle_interval,
                 "max_backoff": self.poll.max_backoff,
+                "max_peers": self.poll.max_peers,
             },
             "tracking": {
                 "grace_polls": self.tracking.grace_polls,
@@ -360,6 +417,20 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+#: Upper bounds of the config's numbers, in seconds unless the key says otherwise.
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+WEEK, YEAR = 7 * DAY, 365 * DAY
+_SPANS = ((YEAR, "a year"), (WEEK, "a week"), (DAY, "a day"), (HOUR, "an hour"))
+
+
+def _span(seconds: float) -> str:
+    """' (a day)' after a bound that is a well-known duration, so the range reads plainly."""
+    for value, words in _SPANS:
+        if seconds == value:
+            return f" ({words})"
+    return ""
+
+
 _MISSING = object()
 
 
@@ -377,7 +448,13 @@ class _Section:
     def fail(self, key: str, problem: str) -> ConfigError:
         return self.ctx.fail(self.name, key, problem)
 
-    def number(self, key: str, default: float, *, minimum: float = 0.0, inclusive: bool = False) -> float:
+    def number(self, key: str, default: float, *, minimum: float = 0.0, inclusive: bool = False,
+               maximum: float = YEAR) -> float:
+        """A finite number above `minimum` and at most `maximum`.
+
+        The upper bound is not pedantry: a timeout of 1e10 s overflows the socket layer and an
+        interval of 1e14 s the scheduler's date arithmetic, long after the config was accepted.
+        """
         value = self.data.get(key, _MISSING)
         if value is _MISSING:
             return default
@@ -387,14 +464,19 @@ class _Section:
             ok = value >= minimum if inclusive else value > minimum
         if not ok:
             raise self.fail(key, f"must be a number {op} {minimum:g} (got {_show(value)})")
+        if value > maximum:
+            raise self.fail(key, f"must be a number {op} {minimum:g} and at most {maximum:.10g}{_span(maximum)} "
+                                 f"(got {_show(value)})")
         return float(value)
 
-    def integer(self, key: str, default: int, *, minimum: int) -> int:
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int = 1_000_000) -> int:
         value = self.data.get(key, _MISSING)
         if value is _MISSING:
             return default
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise self.fail(key, f"must be a whole number >= {minimum} (got {_show(value)})")
+        if value > maximum:
+            raise self.fail(key, f"must be a whole number >= {minimum} and at most {maximum} (got {_show(value)})")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -423,10 +505,22 @@ class _Section:
         return tuple(value)
 
 
+_USERINFO_RE = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)?(.*)@", re.DOTALL)
+
+
+def _hide_userinfo(url: str) -> str:
+    """The URL with everything before its last '@' after the scheme replaced by ***.
+
+    A password typed into a URL may hold '/', '?' or '#' unencoded, which moves urlsplit's
+    idea of where the host starts; masking up to the last '@' hides it whatever it holds.
+    """
+    return _USERINFO_RE.sub(lambda m: (m.group(1) or "") + MASK + "@", url, count=1)
+
+
 def _check_url(sec: _Section, key: str, value: str) -> str:
     """Require an http(s) URL with a host, no credentials, query or fragment."""
     text = value.strip()
-    shown = _show(value)
+    shown = _show(_hide_userinfo(value))
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError for a bad port
@@ -434,7 +528,7 @@ def _check_url(sec: _Section, key: str, value: str) -> str:
         raise sec.fail(key, f"is not an http(s) URL: {shown} (expected e.g. http://127.0.0.1:5030)") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text):
         raise sec.fail(key, f"is not an http(s) URL: {shown} (expected e.g. http://127.0.0.1:5030)")
-    if parts.username is not None or parts.password is not None:
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc + parts.path:
         raise sec.fail(key, "must not contain a user name or password; use [slskd] api_key or username/password")
     if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise sec.fail(key, f"must not have a ?query or #fragment (got {shown})")
@@ -452,7 +546,7 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
     """Turn parsed TOML (plus env values already merged in) into a validated Config."""
     sections: dict[str, tuple[str, ...]] = {
         "slskd": ("url", "api_key", "username", "password", "verify_tls", "timeout", "web_url", "download_dir"),
-        "poll": ("active_interval", "idle_interval", "max_backoff"),
+        "poll": ("active_interval", "idle_interval", "max_backoff", "max_peers"),
         "tracking": ("grace_polls", "failure_settle", "restart_window"),
         "cleanup": ("enabled", "interval", "remove", "min_age"),
         "notifications": (
@@ -494,7 +588,7 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         username=s.string("username", ""),
         password=_check_secret(s, "password", s.string("password", "", secret=True)),
         verify_tls=s.boolean("verify_tls", True),
-        timeout=s.number("timeout", 10.0),
+        timeout=s.number("timeout", 10.0, maximum=10 * MINUTE),
         web_url=web_url,
         download_dir=s.string("download_dir", ""),
     )
@@ -505,9 +599,10 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
 
     p = section("poll")
     poll = PollConfig(
-        active_interval=p.number("active_interval", 1.0),
-        idle_interval=p.number("idle_interval", 10.0),
-        max_backoff=p.number("max_backoff", 60.0),
+        active_interval=p.number("active_interval", 1.0, maximum=DAY),
+        idle_interval=p.number("idle_interval", 10.0, maximum=DAY),
+        max_backoff=p.number("max_backoff", 60.0, maximum=DAY),
+        max_peers=p.integer("max_peers", 4, minimum=0, maximum=100),
     )
     slowest = max(poll.active_interval, poll.idle_interval)
     if poll.max_backoff < slowest:
@@ -518,9 +613,9 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
 
     t = section("tracking")
     tracking = TrackingConfig(
-        grace_polls=t.integer("grace_polls", 3, minimum=1),
-        failure_settle=t.number("failure_settle", 60.0, inclusive=True),
-        restart_window=t.number("restart_window", 300.0, inclusive=True),
+        grace_polls=t.integer("grace_polls", 3, minimum=1, maximum=1000),
+        failure_settle=t.number("failure_settle", 60.0, inclusive=True, maximum=WEEK),
+        restart_window=t.number("restart_window", 300.0, inclusive=True, maximum=WEEK),
     )
 
     c = section("cleanup")
@@ -531,9 +626,9 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         raise c.fail("remove", f"may only contain {', '.join(CLEANUP_OUTCOMES)} (got {_show(bad[0])})")
     cleanup = CleanupConfig(
         enabled=c.boolean("enabled", True),
-        interval=c.number("interval", 300.0),
+        interval=c.number("interval", 300.0, maximum=WEEK),
         remove=lowered,
-        min_age=c.number("min_age", 0.0, inclusive=True),
+        min_age=c.number("min_age", 0.0, inclusive=True, maximum=YEAR),
     )
 
     n = section("notifications")
@@ -549,8 +644,8 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         on_failed=n.boolean("on_failed", True),
         on_cancelled=n.boolean("on_cancelled", False),
         on_connection=n.boolean("on_connection", True),
-        batch_window=n.number("batch_window", 3.0, inclusive=True),
-        max_per_minute=n.integer("max_per_minute", 6, minimum=1),
+        batch_window=n.number("batch_window", 3.0, inclusive=True, maximum=HOUR),
+        max_per_minute=n.integer("max_per_minute", 6, minimum=1, maximum=1000),
         quiet_hours=quiet,
     )
 
@@ -561,15 +656,15 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
     sync = SyncConfig(
         playlists=y.strings("playlists", ()),
         music_dir=y.string("music_dir", ""),
-        searches_per_minute=y.number("searches_per_minute", 6.0),
-        max_attempts=y.integer("max_attempts", 5, minimum=1),
-        queue_timeout=y.number("queue_timeout", 30.0),
+        searches_per_minute=y.number("searches_per_minute", 6.0, maximum=600),
+        max_attempts=y.integer("max_attempts", 5, minimum=1, maximum=1000),
+        queue_timeout=y.number("queue_timeout", 30.0, maximum=WEEK / MINUTE),  # minutes
         preferred_formats=formats,
-        min_bitrate=y.integer("min_bitrate", 192, minimum=0),
-        max_in_progress=y.integer("max_in_progress", 3, minimum=1),
-        stall_timeout=y.number("stall_timeout", 5.0),
-        long_queue=y.integer("long_queue", 20, minimum=1),
-        search_timeout=y.number("search_timeout", 15.0),
+        min_bitrate=y.integer("min_bitrate", 192, minimum=0, maximum=100_000),
+        max_in_progress=y.integer("max_in_progress", 3, minimum=1, maximum=1000),
+        stall_timeout=y.number("stall_timeout", 5.0, maximum=WEEK / MINUTE),
+        long_queue=y.integer("long_queue", 20, minimum=1, maximum=100_000),
+        search_timeout=y.number("search_timeout", 15.0, maximum=DAY),
     )
     return Config(slskd=slskd, poll=poll, tracking=tracking, cleanup=cleanup, notifications=notifications, sync=sync)
 

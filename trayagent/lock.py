@@ -1,4 +1,9 @@
-"""One agent per config file: an OS-level lock on a small file in the state directory.
+"""One agent per state database: an OS-level lock on a small file in the state directory.
+
+The agent locks its state database's own name (``slskd-<key>.sqlite3.lock``), and the state
+is keyed by the slskd instance, so two agents can never share a state however their configs
+are spelt (a hard link, an environment-only config started from two directories), while two
+slskd instances are watched side by side. `lock_name` keys a lock by a config path instead.
 
 The lock is an advisory kernel lock (flock on POSIX, msvcrt.locking on Windows), not the
 mere existence of a pid file, so a holder that is SIGKILLed or crashes releases it the
@@ -17,6 +22,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from trayagent.config import make_private_dir
+from trayagent.errors import TrayagentError
+
 log = logging.getLogger(__name__)
 
 #: Windows locks a byte range and a locked range cannot be read by others, so the lock
@@ -26,8 +34,8 @@ _WIN_LOCK_OFFSET = 4096
 _PID_WAIT = 0.5
 
 
-class AlreadyRunning(Exception):
-    """Another live process holds the lock for this config."""
+class AlreadyRunning(TrayagentError):
+    """Another live process holds the lock for this state."""
 
     def __init__(self, pid: int | None, path: Path) -> None:
         self.pid = pid
@@ -43,14 +51,29 @@ def lock_name(config_path: str | os.PathLike[str]) -> str:
     return f"trayagent-{digest}.lock"
 
 
-class InstanceLock:
-    """Single-instance lock for one config file; use as a context manager or acquire/release."""
+class LockError(TrayagentError):
+    """The lock file cannot be created or locked (a read-only state directory, say)."""
 
-    def __init__(self, state_dir: str | os.PathLike[str], config_path: str | os.PathLike[str]) -> None:
+
+class InstanceLock:
+    """Single-instance lock; use as a context manager or acquire/release.
+
+    Keyed by a config path (`lock_name`), or by a file name given as `name`: see `for_state`.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str], config_path: str | os.PathLike[str] | None = None,
+                 *, name: str | None = None) -> None:
+        if name is None and config_path is None:
+            raise ValueError("InstanceLock needs a config path or a lock file name")
         self.state_dir = Path(state_dir)
-        self.config_path = Path(config_path)
-        self.path = self.state_dir / lock_name(config_path)
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.path = self.state_dir / (name if name is not None else lock_name(config_path or ""))
         self._fd: int | None = None
+
+    @classmethod
+    def for_state(cls, state_path: Path) -> InstanceLock:
+        """The lock of one state database, beside it: one agent (or `clear`) per database."""
+        return cls(state_path.parent, name=state_path.name + ".lock")
 
     @property
     def held(self) -> bool:
@@ -60,9 +83,13 @@ class InstanceLock:
         """Take the lock or raise AlreadyRunning(pid). A no-op if this object holds it."""
         if self._fd is not None:
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(self.path, flags, 0o600)
+        try:
+            make_private_dir(self.state_dir)
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise LockError(f"cannot create the lock file {self.path}: {exc.strerror or exc}; "
+                            f"check that {self.state_dir} is a directory you can write") from None
         try:
             if not _try_lock(fd):
                 raise AlreadyRunning(self._read_pid(fd), self.path)
@@ -178,4 +205,4 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-__all__ = ["AlreadyRunning", "InstanceLock", "lock_name"]
+__all__ = ["AlreadyRunning", "InstanceLock", "LockError", "lock_name"]

@@ -209,8 +209,9 @@ def setup_logging(
         directory = Path(log_dir) if log_dir is not None else default_log_dir()
         _prepare_dir(directory)
         log_path = directory / LOG_FILE_NAME
+        # backslashreplace: a lone surrogate in a remote file name must not lose the line.
         file_handler = PrivateRotatingFileHandler(
-            log_path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8"
+            log_path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8", errors="backslashreplace"
         )
     except OSError as exc:
         file_problem = f"{exc.strerror or exc} ({exc.filename or log_dir})"

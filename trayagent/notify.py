@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -42,25 +43,54 @@ class NullNotifier:
 
 
 class JsonLinesNotifier:
-    """One JSON object per line per event: the machine-readable stream of `run --json`."""
+    """One JSON object per line per event: the machine-readable stream of `run --json`.
+
+    Each line is written whole by one write(2) straight to the file descriptor when there is
+    one (a line up to PIPE_BUF, 4 KiB, is atomic on a pipe), so a kill never leaves half a
+    line, and notify() returns only once its lines are out: raising means not taken. Any
+    string can be written: characters the stream's encoding cannot take (an ASCII locale, a
+    lone surrogate in a file name) are written as JSON escapes, which read back the same.
+    """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout
         self._lock = threading.Lock()
+        self._encoding = getattr(self._stream, "encoding", None) or "utf-8"
 
     def notify(self, events: Iterable[Event]) -> None:
-        lines = [json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in events]
-        if not lines:
-            return
         with self._lock:
-            self._stream.write("".join(lines))
+            for e in events:
+                self._write(json_line(e.to_json(), self._encoding))
+
+    def _write(self, line: str) -> None:
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd < 0:
+            self._stream.write(line)
             self._stream.flush()
+            return
+        self._stream.flush()  # anything written through the stream goes first
+        data = line.encode(self._encoding)
+        while data:
+            data = data[os.write(fd, data):]
 
     def close(self) -> None:
         try:
             self._stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def json_line(obj: object, encoding: str = "utf-8") -> str:
+    """One JSON text and a newline, in plain characters where `encoding` can take them."""
+    line = json.dumps(obj, ensure_ascii=False) + "\n"
+    try:
+        line.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        line = json.dumps(obj) + "\n"
+    return line
 
 
 class ConsoleNotifier:
@@ -118,6 +148,8 @@ _STRIP_RE = re.compile(
 #: Terminal escape sequences (CSI like ESC[31m, OSC like ESC]0;title BEL): dropped whole, so
 #: no "[31m" residue is left behind once the ESC itself is stripped.
 _ANSI_RE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?")
+#: Lone surrogates (legal in slskd's .NET strings, not in any encoding): shown as U+FFFD.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 #: Whitespace-like controls become a space first so "a\nb" reads "a b", not "ab".
 _SPACE_RE = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029\\s]+")
 
@@ -130,7 +162,7 @@ def sanitize(text: str, limit: int, *, leading_dash: bool = True) -> str:
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    text = unicodedata.normalize("NFC", text)
+    text = unicodedata.normalize("NFC", _SURROGATE_RE.sub("\ufffd", text))
     text = _ANSI_RE.sub("", text)
     text = _SPACE_RE.sub(" ", text)
     text = _STRIP_RE.sub("", text)

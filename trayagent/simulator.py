@@ -460,6 +460,7 @@ class Simulator:
         self._search_rules: list[tuple[Matcher, list[dict[str, Any]]]] = []
         self._search_token = random.randint(10_000, 90_000)
         self._faults: collections.deque[str] = collections.deque()
+        self._user_faults: dict[str, collections.deque[str]] = {}  # GET downloads/{username} only
         self._busy = 0
         self._offline: set[str] = set()
         self._logged_in = True
@@ -894,14 +895,32 @@ class Simulator:
             else:
                 self._faults.extend([kind] * count)
 
+    def fault_user(self, username: str, kind: str, count: int = 1) -> None:
+        """The next `count` GETs of one peer's list (transfers/downloads/{username}) misbehave as
+        `kind`, while every other request answers; `count=0` withdraws them."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        with self._lock:
+            if count <= 0:
+                self._user_faults.pop(username, None)
+            else:
+                self._user_faults.setdefault(username, collections.deque()).extend([kind] * count)
+
+    def _take_user_fault(self, method: str, parts: list[str], low: list[str]) -> str | None:
+        if method != "GET" or len(low) != 5 or low[3] != "downloads" or not self._user_faults:
+            return None
+        queue = self._user_faults.get(unquote(parts[4]))
+        return queue.popleft() if queue else None
+
     def pending_faults(self) -> int:
         """How many injected faults have not been consumed yet."""
         with self._lock:
-            return len(self._faults)
+            return len(self._faults) + sum(len(q) for q in self._user_faults.values())
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._user_faults.clear()
 
     def set_logged_in(self, logged_in: bool) -> None:
         with self._lock:
@@ -1112,7 +1131,9 @@ class Simulator:
 
         if low[:3] == ["api", "v0", "transfers"]:
             with self._lock:
-                fault = self._faults.popleft() if self._faults else None
+                fault = self._take_user_fault(method, parts, low)
+                if fault is None:
+                    fault = self._faults.popleft() if self._faults else None
             if fault is not None:
                 log.debug("injecting fault %s on %s %s", fault, method, raw_path)
                 resp = self._fault_response(fault, closing)

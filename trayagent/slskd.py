@@ -23,17 +23,19 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from trayagent.config import SlskdConfig
+from trayagent.errors import TrayagentError
 from trayagent.logs import register_secret
-from trayagent.model import Transfer
+from trayagent.model import Kind, Transfer, classify
 
-try:  # orjson is an optional speed-up ("fast" extra)
+try:  # orjson is a default dependency; the stdlib parser is the fallback without it
     import orjson
 
     _loads = orjson.loads
     _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError, TypeError)
-except ImportError:  # pragma: no cover - exercised only without the extra
+except ImportError:  # pragma: no cover - exercised by the agent run without orjson (tests)
     orjson = None  # type: ignore[assignment]
 
     def _loads(body: bytes | str) -> Any:  # type: ignore[misc]
@@ -63,6 +65,35 @@ def tune_allocator() -> None:
         pass
 
 
+_TRIM_AFTER = 1 << 20  # bytes of body: below this a poll's garbage is too small to matter
+
+
+def _trim_heap(body_size: int) -> None:
+    """Hand the pages a big poll's parse freed back to the system (glibc only; else a no-op).
+
+    The parse of a 5.6 MB list (10,000 transfers) builds a tree of ~150,000 objects and frees
+    it at once; glibc keeps most of those pages, in the heap of each worker thread that ever
+    polled, because a few live blocks sit above them. malloc_trim(0) releases every free page.
+    Measured: idle RSS at 10,000 listed transfers 57 MB without it (benchmarks/idle.py).
+    """
+    if body_size < _TRIM_AFTER or _malloc_trim is None:
+        return
+    _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - no ctypes, or not glibc (musl)
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
 log = logging.getLogger(__name__)
 
 API = "/api/v0"
@@ -75,7 +106,7 @@ _insecure_warned = False
 # --------------------------------------------------------------------------- errors
 
 
-class SlskdError(Exception):
+class SlskdError(TrayagentError):
     """Any failure talking to slskd. `status` is the HTTP status when there was one."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -138,16 +169,49 @@ def _load_json(body: bytes | str, what: str) -> Any:
         return _loads(body)
     except _JSON_ERRORS as exc:
         detail = _one_line(str(exc))[:100]
-        raise SlskdBadResponse(f"slskd sent invalid JSON for {what}: {detail}") from None
+    if orjson is not None:
+        # orjson refuses a lone surrogate escape ("\ud800"), which is legal in slskd's .NET
+        # strings; the stdlib parser keeps it, so one odd file name does not fail every poll.
+        try:
+            return json.loads(body)
+        except (ValueError, TypeError):
+            pass
+    raise SlskdBadResponse(f"slskd sent invalid JSON for {what}: {detail}")
 
 
-def parse_downloads(body: bytes | str) -> list[Transfer]:
+class Downloads(list[Transfer]):
+    """A parsed download list; `skipped` counts the records in it that could not be read.
+
+    `recorded_ids` holds the ids of records left unbuilt because the caller's `known` map
+    already records their end with the same outcome (see parse_downloads).
+    """
+
+    skipped: int = 0
+    recorded_ids: list[str] | tuple[str, ...] = ()
+
+
+def parse_downloads(
+    body: bytes | str, *, listing: bool = False, group: bool = False, known: Mapping[str, Kind] | None = None,
+) -> Downloads:
     """Parse a GET transfers/downloads body (or a single user's group) into Transfers.
 
     Accepts the nested shape [{username, directories: [{directory, files}]}], the flat shape
     [{username, files}], a single group object, and a bare list of transfer objects. Junk
     entries are skipped and counted; broken JSON or a wrong top-level type raises
     SlskdBadResponse.
+
+    `listing=True` is for GET transfers/downloads itself, which is always a list: anything else
+    with a 200 (`{}`, `{"message": ...}` from a proxy, records that are all junk) raises
+    SlskdBadResponse instead of reading as "slskd lists nothing", which would fail every
+    tracked download as missing.
+
+    `group=True` is for GET transfers/downloads/{username}, which is always one group object:
+    anything else with a 200 raises SlskdBadResponse the same way.
+
+    `known` maps ids whose end is already recorded to that outcome. A record whose id is there
+    and whose state still means that outcome is not built into a Transfer (the tracker would
+    skip it): only its id goes to `recorded_ids`. At 10,000 finished transfers that is most of
+    a poll's objects, and none of them outlives the parse.
     """
     # The JSON tree and the Transfers built from it hold no cycles: reference counting frees
     # them. Their 100k+ container allocations (at 50k transfers) would otherwise set off full
@@ -157,19 +221,31 @@ def parse_downloads(body: bytes | str) -> list[Transfer]:
     if paused:
         gc.disable()
     try:
-        return _parse_downloads(body)
+        return _parse_downloads(body, listing, group, known or None)
     finally:
         if paused:
             gc.enable()
 
 
-def _collect(files: list[Any], user: str | None, out: list[Transfer]) -> int:
+def _collect(files: list[Any], user: str | None, out: Downloads, known: Mapping[str, Kind] | None) -> int:
     """Append one user's (or one directory's) transfers to `out`; returns how many were junk."""
     append = out.append
     from_json = Transfer.from_json
     skipped = 0
+    if known is not None:
+        listed = out.recorded_ids.append  # type: ignore[union-attr] - a list whenever known is set
+        known_get = known.get
     for obj in files:
         if type(obj) is dict:
+            if known is not None:
+                tid = obj.get("id")
+                kind = known_get(tid) if type(tid) is str else None
+                if kind is not None:
+                    state = obj.get("state")
+                    filename = obj.get("filename")
+                    if type(state) is str and classify(state).kind is kind and type(filename) is str and filename:
+                        listed(tid)
+                        continue
             transfer = from_json(obj, user)
             if transfer is not None:
                 append(transfer)
@@ -178,16 +254,19 @@ def _collect(files: list[Any], user: str | None, out: list[Transfer]) -> int:
     return skipped
 
 
-def _parse_downloads(body: bytes | str) -> list[Transfer]:
-    data = _load_json(body, "the download list")
-    if isinstance(data, dict):
+def _parse_downloads(body: bytes | str, listing: bool, one_group: bool, known: Mapping[str, Kind] | None) -> Downloads:
+    what = "a peer's download list" if one_group else "the download list"
+    data = _load_json(body, what)
+    if isinstance(data, dict) and not listing:
         groups: list[Any] = [data]
-    elif isinstance(data, list):
+    elif isinstance(data, list) and not one_group:
         groups = data
     else:
-        raise SlskdBadResponse(f"slskd sent {type(data).__name__} where the download list belongs")
+        raise SlskdBadResponse(f"slskd sent {_json_kind(data)} where {what} belongs")
 
-    out: list[Transfer] = []
+    out = Downloads()
+    if known is not None:
+        out.recorded_ids = []
     from_json = Transfer.from_json
     skipped = 0
     for group in groups:
@@ -206,19 +285,37 @@ def _parse_downloads(body: bytes | str) -> list[Transfer]:
             else:
                 out.append(transfer)
             continue
+        if type(directories) is not list and type(flat) is not list:
+            skipped += 1  # neither a group nor a transfer: {"message": ...} and the like
+            continue
         if type(directories) is list:
             for directory in directories:
-                if type(directory) is not dict:
+                files = directory.get("files") if type(directory) is dict else None
+                if type(files) is not list:
                     skipped += 1
                     continue
-                files = directory.get("files")
-                if type(files) is list:
-                    skipped += _collect(files, user, out)
+                skipped += _collect(files, user, out, known)
         if type(flat) is list:
-            skipped += _collect(flat, user, out)
+            skipped += _collect(flat, user, out, known)
     if skipped:
         log.debug("download list: skipped %d malformed entries, kept %d", skipped, len(out))
+        if (listing or one_group) and not out and not out.recorded_ids:
+            raise SlskdBadResponse(
+                f"slskd sent a download list of {skipped} record(s) and none is a transfer (no id or file name)")
+    out.skipped = skipped
     return out
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words, without echoing its content."""
+    if isinstance(value, dict):
+        keys = ", ".join(sorted(str(k) for k in value)[:5])
+        return f"an object ({'keys: ' + _trim(keys, 80) if keys else 'empty'})"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -303,6 +400,7 @@ class SlskdClient:
         timeout = float(cfg.timeout) if cfg.timeout and cfg.timeout > 0 else 10.0
         self._timeout = (min(timeout, CONNECT_TIMEOUT_CAP), timeout)
         self._verify = bool(cfg.verify_tls)
+        self._env_settings: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_expires: float | None = None
@@ -380,8 +478,12 @@ class SlskdClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        """One HTTP exchange; network failures become SlskdUnreachable. Never retries."""
+        """One HTTP exchange; network failures become SlskdUnreachable. Never retries.
+
+        `stream=True` leaves the body unread (see _whole_body).
+        """
         full_path = self._base_path + path
         url = self._origin + full_path
         req = requests.Request(method, url, params=params, json=json_body, headers=dict(headers or {}))
@@ -390,10 +492,13 @@ class SlskdClient:
         # path we encoded back in (it is already pure, fully quoted ASCII).
         p = urlsplit(prepared.url or url)
         prepared.url = urlunsplit((p.scheme, p.netloc, full_path, p.query, p.fragment))
-        settings = self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None)
+        if self._env_settings is None:  # proxies and CA bundle from the environment: one host, read once
+            self._env_settings = self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None)
+        settings = self._env_settings
         started = time.monotonic()
         try:
-            resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
+            resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False,
+                                      **{**settings, "stream": stream})
         except requests.exceptions.RequestException as exc:
             reason = _classify_network_error(exc, self._timeout[1])
             log.debug("%s %s failed: %s", method, path, type(exc).__name__)
@@ -409,16 +514,40 @@ class SlskdClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         auth: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
         """Send with auth; on a 401 with a JWT, log in again once and repeat once."""
         headers = self._auth_headers() if auth else {}
-        resp = self._send(method, path, params=params, json_body=json_body, headers=headers)
+        resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream)
         if resp.status_code == 401 and auth and "Authorization" in headers:
             log.info("slskd rejected the session token; logging in again")
+            resp.close()
             headers = {"Authorization": f"Bearer {self._ensure_token(force=True)}"}
-            resp = self._send(method, path, params=params, json_body=json_body, headers=headers)
-        self._raise_for_status(resp, f"{method} {path}")
+            resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream)
+        try:
+            self._raise_for_status(resp, f"{method} {path}")
+        except SlskdError:
+            resp.close()
+            raise
         return resp
+
+    def _get_whole(self, path: str, *, params: Mapping[str, str] | None = None) -> bytes:
+        """GET a potentially large body (the download list: megabytes) in one read.
+
+        requests' `.content` gathers a body in 10 KiB chunks, each through urllib3's streaming
+        machinery: at 5.6 MB that cost more CPU than reconciling and saving the poll together
+        (benchmarks/poll_cost.py). One read of the announced length (or of the whole chunked
+        stream) gives the same bytes in one allocation.
+        """
+        resp = self._request("GET", path, params=params, stream=True)
+        try:
+            return resp.raw.read(decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = _classify_network_error(exc, self._timeout[1])
+            raise SlskdUnreachable(self._scrub(f"slskd at {self.url} broke off its answer: {reason} (GET {path})")) from None
+        finally:
+            resp._content_consumed = True  # noqa: SLF001 - lets close() hand the connection back for reuse
+            resp.close()
 
     def _raise_for_status(self, resp: requests.Response, what: str) -> None:
         code = resp.status_code
@@ -482,11 +611,32 @@ class SlskdClient:
 
     # ----------------------------------------------------------------- transfers
 
-    def list_downloads(self, include_removed: bool = False) -> list[Transfer]:
-        """Every download slskd still lists (optionally with soft-removed history)."""
+    def list_downloads(self, include_removed: bool = False, known: Mapping[str, Kind] | None = None) -> Downloads:
+        """Every download slskd still lists (optionally with soft-removed history).
+
+        A 200 whose body is not a download list raises SlskdBadResponse (see parse_downloads,
+        also for `known`: records whose recorded end is unchanged are not built).
+        """
         params = {"includeRemoved": "true"} if include_removed else None
-        resp = self._request("GET", f"{API}/transfers/downloads", params=params)
-        return parse_downloads(resp.content)
+        body = self._get_whole(f"{API}/transfers/downloads", params=params)
+        try:
+            return parse_downloads(body, listing=True, known=known)
+        finally:
+            _trim_heap(len(body))
+
+    def list_user_downloads(self, username: str, known: Mapping[str, Kind] | None = None) -> Downloads:
+        """Every download from one peer that slskd still lists; empty when it lists none.
+
+        slskd answers GET transfers/downloads/{username} with that peer's one group object, and
+        with 404 once the peer has no (non-removed) downloads: that 404 is an empty list here.
+        Any other failure raises as usual, and so does a 200 that is not one group.
+        """
+        path = f"{API}/transfers/downloads/{_user_segment(username)}"
+        try:
+            body = self._get_whole(path)
+        except SlskdNotFound:
+            return Downloads()
+        return parse_downloads(body, group=True, known=known)
 
     def get_download(self, username: str, transfer_id: str) -> Transfer:
         """One download by id (slskd returns it even after it was removed from the list)."""
@@ -666,6 +816,6 @@ def _quiet_insecure_warning() -> None:
 
 
 __all__ = [
-    "EnqueueResult", "ServerState", "SlskdBadResponse", "SlskdBusy", "SlskdClient", "SlskdError",
+    "Downloads", "EnqueueResult", "ServerState", "SlskdBadResponse", "SlskdBusy", "SlskdClient", "SlskdError",
     "SlskdInvalidArgument", "SlskdNotFound", "SlskdUnauthorized", "SlskdUnreachable", "parse_downloads",
 ]

@@ -10,7 +10,8 @@ Rules (see the tracking-engine issue):
    one transfer to one download; earlier ids of a download are remembered as aliases
    and their stale records ignored. A file re-queued after a reported end is new.
 3. A download missing from ``grace_polls`` consecutive successful polls fails as
-   ``missing``. Only successful polls are reconciled, so failed ones count for nothing.
+   ``missing``. Only successful polls are reconciled, so failed ones count for nothing;
+   a poll that read only some peers' lists counts only for those peers' downloads.
 4. A retryable failure is reported once it has held ``failure_settle`` seconds;
    rejections and cancellations at once.
 5. ``Application shut down`` (slskd restarting) is not a failure unless nothing returns
@@ -23,7 +24,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import AbstractSet, Collection, Iterable, Mapping, Sequence
 
 from trayagent.model import (
     OUTCOME_EVENT,
@@ -120,7 +122,7 @@ class Tracker:
             self._index(d)
         self._ended: dict[str, Kind] = dict(ended or {})
         self._recent: deque[Finished] = deque(recent, maxlen=recent_limit)
-        self._polls = 0
+        self._full_polls = 0
         self._absent_once: set[str] = set()
 
     # ----------------------------------------------------------------- queries
@@ -139,6 +141,23 @@ class Tracker:
 
     def recorded_outcome(self, transfer_id: str) -> Kind | None:
         return self._ended.get(transfer_id)
+
+    @property
+    def recorded(self) -> Mapping[str, Kind]:
+        """Every id whose end is recorded, with its outcome (read-only; lets a parser skip them)."""
+        return MappingProxyType(self._ended)
+
+    def peers(self) -> frozenset[str]:
+        """The peers whose downloads are followed: the lists a partial poll has to read."""
+        return frozenset(d.username for d in self._tracked.values())
+
+    def needs_full_poll(self) -> bool:
+        """Whether something only the whole list can settle is pending: an slskd restart.
+
+        A shutdown casualty comes back under a new id after slskd logs in again; reading the
+        whole list at once also catches whatever else that restart changed.
+        """
+        return any(d.restart_since is not None for d in self._tracked.values())
 
     def pending_end(self) -> bool:
         """Whether a tracked download shows an end that is not yet recorded (settling)."""
@@ -160,8 +179,26 @@ class Tracker:
 
     # --------------------------------------------------------------- reconcile
 
-    def reconcile(self, transfers: Sequence[Transfer], now: datetime) -> Changes:
-        """Fold one successful poll into the queues. Never call it for a failed poll."""
+    def reconcile(
+        self,
+        transfers: Sequence[Transfer],
+        now: datetime,
+        complete: bool = True,
+        peers: AbstractSet[str] | None = None,
+        also_listed: Collection[str] = (),
+    ) -> Changes:
+        """Fold one successful poll into the queues. Never call it for a failed poll.
+
+        `complete=False` says slskd listed records that could not be read: what is absent
+        may be among them, so absence counts for nothing in that poll (rule 3), while every
+        record that was read is reconciled as usual.
+
+        `peers` names the peers whose whole lists this poll read (None: slskd's whole list).
+        Absence counts only for downloads of those peers; everything listed is reconciled.
+        `also_listed` holds ids slskd listed that were not built into Transfers because their
+        end is recorded and their state unchanged: they are skipped here anyway, and are
+        present for the sweep that forgets ids slskd no longer lists.
+        """
         ch = Changes()
         matched: dict[str, Transfer] = {}
         unmatched: list[Transfer] = []
@@ -200,7 +237,9 @@ class Tracker:
             if key in self._tracked and d.persistent() != before:
                 ch.upserts[key] = d
 
-        for key in [k for k in self._tracked if k not in matched]:
+        absent = [k for k, d in self._tracked.items() if k not in matched
+                  and (peers is None or d.username in peers)] if complete else ()
+        for key in absent:
             d = self._tracked[key]
             before = d.persistent()
             self._absent(d, now, ch)
@@ -211,9 +250,10 @@ class Tracker:
             self.initialized = True
             ch.initialized = True
 
-        self._polls += 1
-        if self._polls % self.FORGET_EVERY == 0:
-            self._forget_absent(transfers, ch)
+        if peers is None:
+            self._full_polls += 1
+            if complete and self._full_polls % self.FORGET_EVERY == 0:
+                self._forget_absent(transfers, also_listed, ch)
         return ch
 
     # ---------------------------------------------------------------- matching
@@ -343,12 +383,14 @@ class Tracker:
         ch.finished.append(done)
         ch.events.append(self._event(OUTCOME_EVENT[kind], d, t, now, reason=reason))
 
-    def _forget_absent(self, transfers: Sequence[Transfer], ch: Changes) -> None:
+    def _forget_absent(self, transfers: Sequence[Transfer], also_listed: Collection[str], ch: Changes) -> None:
         """Drop ended ids slskd stopped listing (cleanup, retention) two sweeps in a row.
 
         Keeps the ended set from growing with history that slskd itself has let go of.
+        Sweeps run on full polls only: a partial poll does not show what slskd still lists.
         """
         present = {t.id for t in transfers}
+        present.update(also_listed)
         absent = {tid for tid in self._ended if tid not in present}
         gone = absent & self._absent_once
         self._absent_once = absent - gone

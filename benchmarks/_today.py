@@ -1,0 +1,53 @@
+"""Run a benchmark, or the agent, with the poll path as it was before issue 12 ("today").
+
+Restores what `main` did on every poll before per-peer polling:
+- every poll reads slskd's whole list (no per-peer lists: Agent._peers_to_poll answers None),
+- the body through requests' `.content` (gathered in 10 KiB chunks),
+- every record built into a Transfer, ended and recorded or not (no `known` skip),
+- the last poll's list kept until the next poll (Agent._last_transfers), no heap trim.
+
+    .venv/bin/python benchmarks/_today.py -m trayagent run --headless ...
+    TRAYAGENT_BENCH_TODAY=1 .venv/bin/python benchmarks/idle.py     # its agent subprocess too
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+os.environ["TRAYAGENT_BENCH_TODAY"] = "1"  # benchmarks spawn their agents through this file too
+
+
+def install() -> None:
+    import trayagent.agent as agent
+    import trayagent.slskd as slskd
+
+    def list_downloads(self: Any, include_removed: bool = False, known: Any = None) -> Any:
+        params = {"includeRemoved": "true"} if include_removed else None
+        resp = self._request("GET", f"{slskd.API}/transfers/downloads", params=params)
+        return slskd.parse_downloads(resp.content, listing=True)
+
+    poll = agent.Agent._poll
+
+    def keep_last(self: Any, *, build_all: bool = False) -> Any:
+        out = poll(self, build_all=build_all)
+        if out is not None:
+            self._last_transfers = out
+        return out
+
+    slskd.SlskdClient.list_downloads = list_downloads  # type: ignore[method-assign]
+    slskd._trim_heap = lambda body_size: None
+    agent.Agent._peers_to_poll = lambda self: None  # type: ignore[method-assign]
+    agent.Agent._poll = keep_last  # type: ignore[method-assign]
+
+
+def main() -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import run_patched
+
+    run_patched(install, __doc__)
+
+
+if __name__ == "__main__":
+    main()

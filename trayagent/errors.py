@@ -1,0 +1,21 @@
+"""The one error hierarchy: every failure trayagent explains to the user in a single line.
+
+The command line catches TrayagentError, prints its message (already free of secrets and
+tracebacks) and exits with its ``exit_code``: 2 for what the user must fix in what they typed
+(flags, the config file), 1 for what went wrong around them (slskd, the state database, disk).
+Anything else escaping is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+
+class TrayagentError(Exception):
+    """Base of every error whose message is fit to show the user as it is."""
+
+    exit_code = EXIT_FAIL
+
+
+__all__ = ["EXIT_FAIL", "EXIT_USAGE", "TrayagentError"]
