@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -60,23 +61,46 @@ HOSTILE = ["-rf --help", "<b>bold</b> & <i>it</i>", "ctrl\x01\x1b[31mred", "rtl 
 
 
 class Run:
-    """One agent process and what it wrote, line by line (bytes, so a cut-off line shows)."""
+    """One agent process and what it wrote, line by line (bytes, so a cut-off line shows).
+
+    The reader reads the pipe unbuffered, so when it "goes away" it has thrown away nothing it
+    received. What the agent had already written into the pipe at that moment (the kernel's
+    buffer) is lost with the pipe, as for any reader that quits; it is kept apart as
+    `abandoned`, to tell such lines from ends the agent never wrote.
+    """
 
     def __init__(self, cmd: list[str], env: dict[str, str], err: Path) -> None:
         self.lines: list[bytes] = []
+        self.abandoned: list[bytes] = []
         self.close_reader = threading.Event()
         self._err = open(err, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._err,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, bufsize=0)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if self.close_reader.is_set():
+        fd = self.proc.stdout.fileno()
+        pending = b""
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
+            pending += chunk
+            *whole, pending = pending.split(b"\n")
+            self.lines.extend(line + b"\n" for line in whole)
+            if self.close_reader.is_set():
+                os.set_blocking(fd, False)
+                try:
+                    left = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    left = b""
+                self.abandoned.extend(line + b"\n" for line in (pending + left).split(b"\n")[:-1])
+                pending = b""
+                break
+        if pending:
+            self.lines.append(pending)  # a cut-off line: check() reports it
         self.proc.stdout.close()
 
     def end(self, sig: int) -> int:
@@ -167,8 +191,10 @@ def check(runs: list[Run], expected: dict[str, str], kills: int) -> tuple[list[s
     problems: list[str] = []
     seen: dict[int, dict[str, Any]] = {}
     repeats = 0
+    abandoned = 0
     for n, run in enumerate(runs):
-        for raw in run.lines:
+        abandoned += len(run.abandoned)
+        for raw in run.lines + run.abandoned:
             if not raw.endswith(b"\n"):
                 problems.append(f"run {n}: cut-off line {raw[-60:]!r}")
                 continue
@@ -198,7 +224,7 @@ def check(runs: list[Run], expected: dict[str, str], kills: int) -> tuple[list[s
             problems.append(f"{name!r}: reported but never in the session")
     if repeats > kills:
         problems.append(f"{repeats} repeated lines after {kills} kills")
-    return problems, {"events": len(seen), "ends": sum(ends.values()), "repeats": repeats}
+    return problems, {"events": len(seen), "ends": sum(ends.values()), "repeats": repeats, "abandoned": abandoned}
 
 
 class Soak:
@@ -277,7 +303,8 @@ class Soak:
               + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
         print(f"   {len(session.expected)} downloads ended; {figures['ends']} ends reported, {figures['events']} "
               f"numbered events; {figures['repeats']} lines repeated after a kill (same seq); "
-              f"{tracebacks} tracebacks in stderr")
+              f"{tracebacks} tracebacks in stderr; {figures['abandoned']} lines were in the pipe when its "
+              "reader went away")
         for other in sorted(k for k in tally if k.startswith("agent exit")):
             print(f"   {other}: {tally[other]}")
         if problems:
