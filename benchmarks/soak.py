@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -59,23 +61,46 @@ HOSTILE = ["-rf --help", "<b>bold</b> & <i>it</i>", "ctrl\x01\x1b[31mred", "rtl 
 
 
 class Run:
-    """One agent process and what it wrote, line by line (bytes, so a cut-off line shows)."""
+    """One agent process and what it wrote, line by line (bytes, so a cut-off line shows).
+
+    The reader reads the pipe unbuffered, so when it "goes away" it has thrown away nothing it
+    received. What the agent had already written into the pipe at that moment (the kernel's
+    buffer) is lost with the pipe, as for any reader that quits; it is kept apart as
+    `abandoned`, to tell such lines from ends the agent never wrote.
+    """
 
     def __init__(self, cmd: list[str], env: dict[str, str], err: Path) -> None:
         self.lines: list[bytes] = []
+        self.abandoned: list[bytes] = []
         self.close_reader = threading.Event()
         self._err = open(err, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._err,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, bufsize=0)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if self.close_reader.is_set():
+        fd = self.proc.stdout.fileno()
+        pending = b""
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
+            pending += chunk
+            *whole, pending = pending.split(b"\n")
+            self.lines.extend(line + b"\n" for line in whole)
+            if self.close_reader.is_set():
+                os.set_blocking(fd, False)
+                try:
+                    left = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    left = b""
+                self.abandoned.extend(line + b"\n" for line in (pending + left).split(b"\n")[:-1])
+                pending = b""
+                break
+        if pending:
+            self.lines.append(pending)  # a cut-off line: check() reports it
         self.proc.stdout.close()
 
     def end(self, sig: int) -> int:
@@ -166,8 +191,10 @@ def check(runs: list[Run], expected: dict[str, str], kills: int) -> tuple[list[s
     problems: list[str] = []
     seen: dict[int, dict[str, Any]] = {}
     repeats = 0
+    abandoned = 0
     for n, run in enumerate(runs):
-        for raw in run.lines:
+        abandoned += len(run.abandoned)
+        for raw in run.lines + run.abandoned:
             if not raw.endswith(b"\n"):
                 problems.append(f"run {n}: cut-off line {raw[-60:]!r}")
                 continue
@@ -197,7 +224,96 @@ def check(runs: list[Run], expected: dict[str, str], kills: int) -> tuple[list[s
             problems.append(f"{name!r}: reported but never in the session")
     if repeats > kills:
         problems.append(f"{repeats} repeated lines after {kills} kills")
-    return problems, {"events": len(seen), "ends": sum(ends.values()), "repeats": repeats}
+    return problems, {"events": len(seen), "ends": sum(ends.values()), "repeats": repeats, "abandoned": abandoned}
+
+
+class Soak:
+    """The simulator, the proxy, the agent runs so far and the tally of kills and faults."""
+
+    def __init__(self, tmp: Path, rng: random.Random) -> None:
+        self.tmp, self.rng = tmp, rng
+        self.sim = Simulator(api_key=KEY)
+        self.sim.timeout_fault_seconds = 1.5
+        self.sim.start()
+        self.proxy = OddProxy(self.sim.url).start()
+        self.state = tmp / "state"
+        cfg = write_config(tmp / "config.toml", self.proxy.url, KEY,
+                           poll={"active_interval": 0.1, "idle_interval": 0.2, "max_backoff": 0.8},
+                           tracking={"grace_polls": 3, "failure_settle": 0.5, "restart_window": 4.0},
+                           cleanup={"enabled": True, "interval": 0.7, "remove": ["succeeded", "cancelled", "failed"]},
+                           notifications={"enabled": False}, slskd={"timeout": 1.0})
+        self.env = agent_env(self.state, tmp / "home")
+        self.cmd = agent_cmd(cfg, "--no-notify")
+        self.runs: list[Run] = []
+        self.tally: Counter = Counter()
+
+    def start_agent(self, tag: str) -> Run:
+        run = Run(self.cmd, self.env, self.tmp / f"err-{tag}.txt")
+        self.runs.append(run)
+        return run
+
+    def play(self, rounds: int) -> Run:
+        """Each round: run a while, maybe a fault, then kill -9 (or stop) and start again."""
+        rng, current = self.rng, self.runs[-1]
+        for n in range(rounds):
+            time.sleep(rng.uniform(0.2, 1.5))
+            if rng.random() < 0.6:
+                kind = rng.choice(FAULTS)
+                inject(kind, rng, self.sim, self.proxy, current, self.state)
+                self.tally[kind] += 1
+                time.sleep(rng.uniform(0.1, 1.5))
+            sig = signal.SIGKILL if rng.random() < 0.8 else signal.SIGTERM
+            rc = current.end(sig)
+            self.tally["kill -9" if sig == signal.SIGKILL else "clean stop"] += 1
+            if rc not in (0, -signal.SIGKILL):  # e.g. 1: it could not open a database locked for > 5 s
+                self.tally["agent exit " + str(rc)] += 1
+            time.sleep(rng.uniform(0.0, 0.8))
+            current = self.start_agent(f"{n:04d}")
+        return current
+
+    def finish(self, current: Run, session: Session) -> None:
+        """Faults off; the session plays out; a last agent reports everything that is left."""
+        session.done.wait(600)
+        self.sim.clear_faults()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not self.sim.scenario_done():
+            time.sleep(0.2)
+        current.end(signal.SIGTERM)
+        last = self.start_agent("last")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            problems, _ = check(self.runs, session.expected, self.tally["kill -9"])
+            if not [p for p in problems if "reported 0 times" in p]:
+                break
+            time.sleep(0.5)
+        time.sleep(1.5)  # anything reported twice would show now
+        last.end(signal.SIGTERM)
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        self.sim.stop()
+
+    def report(self, session: Session, seconds: float) -> list[str]:
+        problems, figures = check(self.runs, session.expected, self.tally["kill -9"])
+        tally = self.tally
+        tracebacks = sum(p.read_text(errors="replace").count("Traceback") for p in self.tmp.glob("err-*.txt"))
+        faults = {k: v for k, v in tally.items() if k in FAULTS}
+        print(f"   {len(self.runs)} agent runs in {seconds:.0f} s: {tally['kill -9']} kill -9, "
+              f"{tally['clean stop']} clean stops; {sum(faults.values())} faults injected: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
+        print(f"   {len(session.expected)} downloads ended; {figures['ends']} ends reported, {figures['events']} "
+              f"numbered events; {figures['repeats']} lines repeated after a kill (same seq); "
+              f"{tracebacks} tracebacks in stderr; {figures['abandoned']} lines were in the pipe when its "
+              "reader went away")
+        for other in sorted(k for k in tally if k.startswith("agent exit")):
+            print(f"   {other}: {tally[other]}")
+        if problems:
+            print(f"   VIOLATIONS ({len(problems)}):")
+            for p in problems[:30]:
+                print(f"     {p}")
+        else:
+            print("   every end reported exactly once, no cut-off line")
+        return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,83 +326,23 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     header(f"kill/fault soak: {args.rounds} rounds, {args.downloads} downloads, seed {args.seed}")
     tmp = Path(tempfile.mkdtemp(prefix="trayagent-soak-"))
-    sim = Simulator(api_key=KEY)
-    sim.timeout_fault_seconds = 1.5
-    sim.start()
-    proxy = OddProxy(sim.url).start()
-    state, home = tmp / "state", tmp / "home"
-    cfg = write_config(tmp / "config.toml", proxy.url, KEY,
-                       poll={"active_interval": 0.1, "idle_interval": 0.2, "max_backoff": 0.8},
-                       tracking={"grace_polls": 3, "failure_settle": 0.5, "restart_window": 4.0},
-                       cleanup={"enabled": True, "interval": 0.7, "remove": ["succeeded", "cancelled", "failed"]},
-                       notifications={"enabled": False}, slskd={"timeout": 1.0})
-    env = agent_env(state, home)
-    cmd = agent_cmd(cfg, "--no-notify")
-    runs: list[Run] = []
-    tally: Counter = Counter()
+    soak = Soak(tmp, rng)
     started = time.monotonic()
     try:
-        first = Run(cmd, env, tmp / "err-first.txt")
-        runs.append(first)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(r.path.endswith("/transfers/downloads") for r in sim.requests):
+        soak.start_agent("first")
+        deadline = time.monotonic() + 20  # the first poll before anything ends: nothing is old history
+        while time.monotonic() < deadline and not any(r.path.endswith("/transfers/downloads") for r in soak.sim.requests):
             time.sleep(0.05)
-        session = Session(sim, args.downloads, rng)
+        session = Session(soak.sim, args.downloads, rng)
         session.start()
-        current = first
-        for n in range(args.rounds):
-            time.sleep(rng.uniform(0.2, 1.5))
-            if rng.random() < 0.6:
-                kind = rng.choice(FAULTS)
-                inject(kind, rng, sim, proxy, current, state)
-                tally[kind] += 1
-                time.sleep(rng.uniform(0.1, 1.5))
-            sig = signal.SIGKILL if rng.random() < 0.8 else signal.SIGTERM
-            rc = current.end(sig)
-            tally["kill -9" if sig == signal.SIGKILL else "clean stop"] += 1
-            if rc not in (0, -signal.SIGKILL):  # e.g. 1: it could not open a database locked for > 5 s
-                tally["agent exit " + str(rc)] += 1
-            time.sleep(rng.uniform(0.0, 0.8))
-            current = Run(cmd, env, tmp / f"err-{n:04d}.txt")
-            runs.append(current)
-        session.done.wait(600)
-        # Faults off; the session plays out; the last agent reports everything that is left.
-        sim.clear_faults()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not sim.scenario_done():
-            time.sleep(0.2)
-        current.end(signal.SIGTERM)
-        last = Run(cmd, env, tmp / "err-last.txt")
-        runs.append(last)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            problems, _ = check(runs, session.expected, tally["kill -9"])
-            if not [p for p in problems if "reported 0 times" in p]:
-                break
-            time.sleep(0.5)
-        time.sleep(1.5)  # anything reported twice would show now
-        last.end(signal.SIGTERM)
+        soak.finish(soak.play(args.rounds), session)
     finally:
-        proxy.stop()
-        sim.stop()
-    problems, figures = check(runs, session.expected, tally["kill -9"])
-    tracebacks = sum((p.read_text(errors="replace").count("Traceback")) for p in tmp.glob("err-*.txt"))
-    faults = {k: v for k, v in tally.items() if k in FAULTS}
-    print(f"   {len(runs)} agent runs in {time.monotonic() - started:.0f} s: {tally['kill -9']} kill -9, "
-          f"{tally['clean stop']} clean stops; {sum(faults.values())} faults injected: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
-    print(f"   {len(session.expected)} downloads ended; {figures['ends']} ends reported, {figures['events']} numbered "
-          f"events; {figures['repeats']} lines repeated after a kill (same seq); {tracebacks} tracebacks in stderr")
-    for other in sorted(k for k in tally if k.startswith("agent exit")):
-        print(f"   {other}: {tally[other]}")
-    if problems:
-        print(f"   VIOLATIONS ({len(problems)}):")
-        for p in problems[:30]:
-            print(f"     {p}")
-    else:
-        print("   every end reported exactly once, no cut-off line")
+        soak.stop()
+    problems = soak.report(session, time.monotonic() - started)
     if args.keep:
         print(f"   work directory kept: {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if problems else 0
 
 

@@ -45,6 +45,7 @@ class OddProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self._server.handle_error = lambda request, address: None  # type: ignore[method-assign]  # killed clients
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
