@@ -63,13 +63,16 @@ class Change:
 
 
 def item_props(spec: ItemSpec) -> Props:
-    """dbusmenu properties for one item; defaults (enabled, visible, standard) are left out."""
+    """dbusmenu properties for one item; the defaults visible and type "standard" are left out.
+
+    ``enabled`` is always sent, even when true (the default): a host that is told a property
+    was removed (ItemsPropertiesUpdated's second list) does not reliably reset it, so an item
+    that becomes enabled gets an explicit true instead (libdbusmenu-gtk, seen on xfce4-panel).
+    """
     if spec.separator:
         return {"type": ("s", "separator")}
     # An underscore marks a mnemonic in dbusmenu labels; a literal one is doubled.
-    props: Props = {"label": ("s", spec.text.replace("_", "__"))}
-    if not spec.enabled:
-        props["enabled"] = ("b", False)
+    props: Props = {"label": ("s", spec.text.replace("_", "__")), "enabled": ("b", spec.enabled)}
     if spec.checked is not None:
         props["toggle-type"] = ("s", "checkmark")
         props["toggle-state"] = ("i", 1 if spec.checked else 0)

@@ -108,6 +108,7 @@ class _Link:
         self._waiting: dict[int, Future[Message]] = {}
         self._lock = threading.Lock()
         self.closed = threading.Event()
+        self._closing = False
         self._thread = threading.Thread(target=self._receive, name="trayagent-sni-rx", daemon=True)
         self._thread.start()
 
@@ -140,7 +141,10 @@ class _Link:
     def _receive(self) -> None:
         try:
             while True:
-                msg = self.conn.receive()
+                try:
+                    msg = self.conn.receive()
+                except TimeoutError:
+                    continue  # jeepney's select can wake with nothing to read (EINTR): not an error
                 serial = msg.header.fields.get(HeaderFields.reply_serial)
                 with self._lock:
                     fut = self._waiting.get(serial) if serial is not None else None
@@ -151,7 +155,10 @@ class _Link:
         except ReceiveStopped:
             pass
         except Exception as exc:  # noqa: BLE001 - the bus went away: the tray falls down the ladder
-            log.warning("D-Bus connection lost: %s", exc)
+            if self._closing:
+                return
+            log.warning("D-Bus connection lost: %r", exc)
+            log.debug("D-Bus receive failure", exc_info=True)
         finally:
             with self._lock:
                 self.closed.set()
@@ -161,6 +168,7 @@ class _Link:
             self.incoming.put(None)
 
     def close(self) -> None:
+        self._closing = True
         self.conn.close()
         self._thread.join(timeout=5)
 
