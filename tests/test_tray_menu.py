@@ -308,6 +308,11 @@ def start_app(app: TrayApp) -> threading.Thread:
     return th
 
 
+def settle(app: TrayApp) -> None:
+    """Wait until the redraw asked for has run (the timer fired and no refresh is in flight)."""
+    assert wait_for(lambda: app._timer is None and not app._refresh_lock.locked())
+
+
 def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -341,12 +346,15 @@ class TestTrayApp:
             return st(progress=Progress(downloading=1, bytes_total=10_000, bytes_done=int(f * 10_000)))
 
         agent.publish(active(0.50))
+        settle(app)
         assert icon.icon_sets == 1 and icon.titles == ["1 downloading · 50%"]
         clock.t += 2
         agent.publish(active(0.501))  # same ring step, same tooltip: nothing to do
+        settle(app)
         assert icon.icon_sets == 1 and len(icon.titles) == 1 and icon.menu_updates == 1
         clock.t += 2
         agent.publish(active(0.70))
+        settle(app)
         assert icon.icon_sets == 2
         # three changes within the same second: coalesced into one timer-driven redraw
         app.REDRAW_INTERVAL = 0.3
@@ -367,9 +375,11 @@ class TestTrayApp:
         icon = attach(app, made["fake"])
         agent.subscribe(app._on_state)
         agent.publish(st())
+        settle(app)
         before = icon.menu_updates
         clock.t += 5
         agent.publish(st(recent=(finished("a.flac"),)))  # tooltip/icon unchanged, menu changed
+        settle(app)
         assert icon.menu_updates == before + 1
         assert icon.updates[-1] == (False, False, True)
 
@@ -486,6 +496,33 @@ class TestLadder:
         assert agent.log.count("agent.start") == 1, "polling was never interrupted"
         app.stop()
         th.join(5)
+
+    def test_a_hung_backend_never_blocks_the_agent_and_is_replaced(self) -> None:
+        agent = FakeAgent()
+        clock = Clock()
+        release = threading.Event()
+        sni = FakeBackend("sni", agent.log)
+        gtk = FakeBackend("gtk", agent.log)
+        app, _ = make_app(agent, sni, gtk, monotonic=clock)
+        agent.subscribe(app._on_state)
+        th = start_app(app)
+        assert wait_for(lambda: app.backend_name == "sni" and "agent.start" in agent.log)
+        settle(app)
+        sni.update = lambda view, **kw: release.wait(30)  # type: ignore[method-assign]
+        clock.t += 5
+        publisher = threading.Thread(target=agent.publish, args=(st(failed_unseen=1),))
+        publisher.start()
+        publisher.join(2)
+        assert not publisher.is_alive(), "the agent's thread returned while the tray hangs"
+        assert wait_for(lambda: app._updating_since is not None)
+        clock.t += app.UPDATE_TIMEOUT + 1
+        agent.publish(st(failed_unseen=2))  # the next state notices the hang
+        assert wait_for(lambda: app.backend_name == "gtk")
+        assert wait_for(lambda: gtk.views and gtk.views[-1].title == "Idle · 2 failed")
+        release.set()
+        app.stop()
+        th.join(5)
+        assert not th.is_alive()
 
     def test_no_backend_at_all_still_runs_the_agent_until_stopped(self, caplog: pytest.LogCaptureFixture) -> None:
         agent = FakeAgent()

@@ -221,8 +221,10 @@ class TrayApp:
     """The tray icon over an Agent, on the best backend this desktop offers.
 
     Threads: the backend owns the main thread (``run`` blocks). State arrives on the agent's
-    worker threads; redraws are coalesced to at most one per REDRAW_INTERVAL with a timer.
-    Menu actions go to ``agent.submit``.
+    worker threads, which never call into the backend themselves: redraws run on a timer
+    thread, at most one per REDRAW_INTERVAL, so a tray that hangs (pystray's xorg waits for
+    its own loop) cannot stall polling; one that hangs for UPDATE_TIMEOUT is dropped like one
+    that fails. Menu actions go to ``agent.submit``.
 
     Not every backend says when its menu opens (pystray's never do), so failures are marked
     seen on any menu action and on left-click instead of on open.
@@ -232,6 +234,7 @@ class TrayApp:
     """
 
     REDRAW_INTERVAL = 1.0
+    UPDATE_TIMEOUT = 10.0
 
     def __init__(
         self,
@@ -256,6 +259,8 @@ class TrayApp:
         self._wall = wall
         self._lock = threading.RLock()  # guards fields; never held while calling into a backend
         self._refresh_lock = threading.Lock()  # one refresh at a time, so images apply in order
+        self._dirty = False  # a refresh was asked for while one was in flight
+        self._updating_since: float | None = None
         self._state: AgentState = agent.state()
         self._paused = False
         self._paused_until: datetime | None = None
@@ -357,13 +362,18 @@ class TrayApp:
         self._stop_agent()
         # After a backend stopped, updating it may block forever (pystray's xorg waits for its
         # loop): _stopping (set in stop()) keeps refreshes out, the lock waits for one in flight.
-        with self._refresh_lock:
+        lock = self._refresh_lock
+        locked = lock.acquire(timeout=self.UPDATE_TIMEOUT)
+        try:
             backend = self._backend
             if backend is not None:
                 try:
                     backend.stop()
                 except Exception:  # noqa: BLE001 - quitting must finish
                     log.exception("tray icon failed to stop")
+        finally:
+            if locked:
+                lock.release()
         self._done.set()
 
     def _stop_agent(self) -> None:
@@ -377,17 +387,27 @@ class TrayApp:
             log.exception("agent failed to stop")
 
     def _drop_backend(self, backend: TrayBackend, exc: BaseException) -> None:
-        """An update failed: log once, stop that backend; run() moves down the ladder."""
+        """An update failed or hung: log once, stop that backend; run() moves down the ladder.
+
+        The stop runs on its own thread (a hung backend may hang there too), and refreshes get
+        a fresh lock, so one stuck inside the old backend blocks nothing that comes after.
+        """
         with self._lock:
             if self._backend is not backend:
                 return
             self._backend = None
+            self._refresh_lock = threading.Lock()
+            self._updating_since = None
         log.warning("tray: the %s tray failed to update (%s); trying the next one", backend.name, exc)
         log.debug("tray update failure", exc_info=exc)
-        try:
-            backend.stop()
-        except Exception:  # noqa: BLE001
-            log.debug("the failed tray did not stop cleanly", exc_info=True)
+
+        def stop() -> None:
+            try:
+                backend.stop()
+            except Exception:  # noqa: BLE001
+                log.debug("the failed tray did not stop cleanly", exc_info=True)
+
+        threading.Thread(target=stop, name="trayagent-tray-stop", daemon=True).start()
 
     # -- state and redraws
 
@@ -398,17 +418,19 @@ class TrayApp:
         self._schedule()
 
     def _schedule(self) -> None:
+        """Ask for a redraw on the timer thread: now, or REDRAW_INTERVAL after the last one."""
         with self._lock:
             if self._stopping:
                 return
-            wait = self._last_redraw + self.REDRAW_INTERVAL - self._monotonic()
-            if wait > 0:
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._on_timer)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-        self.refresh()
+            backend, since = self._backend, self._updating_since
+            hung = backend is not None and since is not None and self._monotonic() - since > self.UPDATE_TIMEOUT
+            if not hung and self._timer is None:
+                wait = max(self._last_redraw + self.REDRAW_INTERVAL - self._monotonic(), 0.0)
+                self._timer = threading.Timer(wait, self._on_timer)
+                self._timer.daemon = True
+                self._timer.start()
+        if hung and backend is not None:
+            self._drop_backend(backend, TimeoutError(f"no answer for {self.UPDATE_TIMEOUT:.0f} s"))
 
     def _on_timer(self) -> None:
         with self._lock:
@@ -447,26 +469,45 @@ class TrayApp:
     def refresh(self, force: bool = False) -> None:
         """Push icon, tooltip and menu to the backend, each only if what it shows changed.
 
-        Never call this on the backend's UI thread: pystray's xorg makes off-thread updates wait
-        for that thread (see _refresh_soon).
+        Never call this on the backend's UI thread (pystray's xorg makes off-thread updates wait
+        for that thread) nor on the agent's (see _schedule). While one refresh is in flight,
+        another one only marks the view dirty; the one in flight then draws again.
         """
-        with self._refresh_lock:
+        with self._lock:
+            lock = self._refresh_lock
+        if not lock.acquire(blocking=False):
             with self._lock:
-                backend = self._backend
-                if backend is None or self._stopping:
-                    return
-                view, shown = self._view(), self._shown
-                new_icon = force or shown is None or view.key != shown.key
-                new_title = force or shown is None or view.title != shown.title
-                new_menu = force or shown is None or view.model != shown.model
-                self._shown = view
-                if not (new_icon or new_title or new_menu):
-                    return
-                self._last_redraw = self._monotonic()
-            try:
-                backend.update(view, icon=new_icon, title=new_title, menu=new_menu)
-            except Exception as exc:  # noqa: BLE001 - a tray glitch must not kill the agent's thread
-                self._drop_backend(backend, exc)
+                self._dirty = True
+            return
+        try:
+            while self._refresh_once(force):
+                force = False
+        finally:
+            lock.release()
+
+    def _refresh_once(self, force: bool) -> bool:
+        """One update; True when another was asked for meanwhile (draw again)."""
+        with self._lock:
+            backend = self._backend
+            if backend is None or self._stopping:
+                return False
+            view, shown = self._view(), self._shown
+            new_icon = force or shown is None or view.key != shown.key
+            new_title = force or shown is None or view.title != shown.title
+            new_menu = force or shown is None or view.model != shown.model
+            self._shown = view
+            self._dirty = False
+            if not (new_icon or new_title or new_menu):
+                return False
+            self._last_redraw = self._updating_since = self._monotonic()
+        try:
+            backend.update(view, icon=new_icon, title=new_title, menu=new_menu)
+        except Exception as exc:  # noqa: BLE001 - a tray glitch must not kill the agent's thread
+            self._drop_backend(backend, exc)
+            return False
+        with self._lock:
+            self._updating_since = None
+            return self._dirty and self._backend is backend
 
     def _refresh_soon(self) -> None:
         """Refresh off the calling (UI) thread, at once: used after a menu click changed flags."""
