@@ -477,7 +477,7 @@ def _introspect(path: str | None) -> str:
         '<signal name="PropertiesChanged"><arg type="s"/><arg type="a{sv}"/><arg type="as"/></signal>'
         '</interface>'
     )
-    body = {ITEM_PATH: _ITEM_XML, MENU_PATH: _MENU_XML}.get(path or "", "")
+    body = {ITEM_PATH: _ITEM_XML, MENU_PATH: dbusmenu.INTROSPECTION}.get(path or "", "")
     children = "" if path in (ITEM_PATH, MENU_PATH) else '<node name="StatusNotifierItem"/><node name="MenuBar"/>'
     return (
         '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN" '
@@ -486,14 +486,9 @@ def _introspect(path: str | None) -> str:
     )
 
 
-def _props_xml(props: str) -> str:
-    return "".join(f'<property name="{n}" type="{t}" access="read"/>'
-                   for n, t in (p.split(":") for p in props.split()))
-
-
 _ITEM_XML = (
     f'<interface name="{ITEM_INTERFACE}">'
-    + _props_xml("Category:s Id:s Title:s Status:s WindowId:i IconName:s IconThemePath:s IconPixmap:a(iiay) "
+    + dbusmenu.properties_xml("Category:s Id:s Title:s Status:s WindowId:i IconName:s IconThemePath:s IconPixmap:a(iiay) "
                  "OverlayIconName:s OverlayIconPixmap:a(iiay) AttentionIconName:s AttentionIconPixmap:a(iiay) "
                  "AttentionMovieName:s ToolTip:(sa(iiay)ss) ItemIsMenu:b Menu:o")
     + '<method name="ContextMenu"><arg name="x" type="i"/><arg name="y" type="i"/></method>'
@@ -503,31 +498,5 @@ _ITEM_XML = (
     '<signal name="NewTitle"/><signal name="NewIcon"/><signal name="NewAttentionIcon"/>'
     '<signal name="NewOverlayIcon"/><signal name="NewToolTip"/>'
     '<signal name="NewStatus"><arg name="status" type="s"/></signal>'
-    "</interface>"
-)
-
-_MENU_XML = (
-    f'<interface name="{dbusmenu.INTERFACE}">'
-    + _props_xml("Version:u TextDirection:s Status:s IconThemePath:as")
-    + '<method name="GetLayout"><arg name="parentId" type="i" direction="in"/>'
-    '<arg name="recursionDepth" type="i" direction="in"/><arg name="propertyNames" type="as" direction="in"/>'
-    '<arg name="revision" type="u" direction="out"/><arg name="layout" type="(ia{sv}av)" direction="out"/></method>'
-    '<method name="GetGroupProperties"><arg name="ids" type="ai" direction="in"/>'
-    '<arg name="propertyNames" type="as" direction="in"/><arg name="properties" type="a(ia{sv})" direction="out"/>'
-    "</method>"
-    '<method name="GetProperty"><arg name="id" type="i" direction="in"/><arg name="name" type="s" direction="in"/>'
-    '<arg name="value" type="v" direction="out"/></method>'
-    '<method name="Event"><arg name="id" type="i" direction="in"/><arg name="eventId" type="s" direction="in"/>'
-    '<arg name="data" type="v" direction="in"/><arg name="timestamp" type="u" direction="in"/></method>'
-    '<method name="EventGroup"><arg name="events" type="a(isvu)" direction="in"/>'
-    '<arg name="idErrors" type="ai" direction="out"/></method>'
-    '<method name="AboutToShow"><arg name="id" type="i" direction="in"/>'
-    '<arg name="needUpdate" type="b" direction="out"/></method>'
-    '<method name="AboutToShowGroup"><arg name="ids" type="ai" direction="in"/>'
-    '<arg name="updatesNeeded" type="ai" direction="out"/><arg name="idErrors" type="ai" direction="out"/></method>'
-    '<signal name="ItemsPropertiesUpdated"><arg name="updatedProps" type="a(ia{sv})"/>'
-    '<arg name="removedProps" type="a(ias)"/></signal>'
-    '<signal name="LayoutUpdated"><arg name="revision" type="u"/><arg name="parent" type="i"/></signal>'
-    '<signal name="ItemActivationRequested"><arg name="id" type="i"/><arg name="timestamp" type="u"/></signal>'
     "</interface>"
 )
