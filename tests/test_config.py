@@ -537,3 +537,14 @@ def test_world_readable_file_with_secret_warns(tmp_path: Path, caplog: pytest.Lo
     os.chmod(path, 0o600)
     load_config(path, env=NO_ENV)
     assert "readable by others" not in caplog.text
+
+
+def test_tray_backend_setting(tmp_path: Path) -> None:
+    base = '[slskd]\nurl = "http://127.0.0.1:5030"\n'
+    assert load_text(tmp_path, base).tray.backend == "auto"
+    for value in ("auto", "sni", "xembed", "none"):
+        assert load_text(tmp_path, base + f'[tray]\nbackend = "{value}"\n').tray.backend == value
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, base + '[tray]\nbackend = "kde"\n')
+    assert str(err.value).endswith('[tray] backend must be one of auto, sni, xembed, none (got "kde")')
+    assert "\n" not in str(err.value)

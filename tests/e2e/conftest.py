@@ -147,6 +147,16 @@ def without_gi(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
+def browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """(agent env, record file): a BROWSER that records the URLs it is asked to open."""
+    opened = tmp_path / "opened.txt"
+    script = tmp_path / "browser"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{opened}"\n')
+    script.chmod(0o755)
+    return {"BROWSER": str(script)}, opened
+
+
+@pytest.fixture
 def simulator() -> Iterator[Any]:
     """The in-process slskd simulator."""
     from trayagent.simulator import Simulator

@@ -98,16 +98,12 @@ def _rows(img: Image.Image, menu: Geometry) -> list[tuple[Geometry, float]]:
     return [(Geometry(menu.x, menu.y + a, menu.width, b - a), float(d)) for a, b, d in bands]
 
 
-def _close_menu(desktop: Desktop, menu: WindowInfo) -> None:
-    desktop.key("Escape")
-    wait_for(lambda: all(w.id != menu.id for w in desktop.popup_windows()), 5, "the menu to close")
-
-
 def test_sni_icon_menu_clear_finished_and_panel_restart(
     panel_desktop: Desktop,
     simulator: Any,
     start_agent: Callable[..., AgentRun],
     without_gi: dict[str, str],
+    browser: tuple[dict[str, str], Path],
     screenshot_dir: Path,
     tmp_path: Path,
 ) -> None:
@@ -115,12 +111,9 @@ def test_sni_icon_menu_clear_finished_and_panel_restart(
     done = simulator.add_download("alice", DONE, SIZE, state="InProgress", bytes_transferred=SIZE // 3)
     busy = simulator.add_download("alice", BUSY, SIZE, state="Queued, Remotely")
     bad = simulator.add_download("alice", BAD, SIZE, state="InProgress", bytes_transferred=SIZE // 4)
-    opened = tmp_path / "opened.txt"
-    browser = tmp_path / "browser"
-    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{opened}"\n')
-    browser.chmod(0o755)
+    browser_env, opened = browser
 
-    agent = start_agent(desktop, headless=False, env={**without_gi, "BROWSER": str(browser)}, **QUIET)
+    agent = start_agent(desktop, headless=False, env={**without_gi, **browser_env}, **QUIET)
     _registered(desktop, agent)
     assert "using the sni tray" in desktop.log_text("agent")
     assert "PyGObject is not installed" not in desktop.log_text("agent"), "nothing tried to import gi"

@@ -40,16 +40,14 @@ def test_xembed_icon_docks_and_non_latin1_text_never_crashes(
     simulator: Any,
     start_agent: Callable[..., AgentRun],
     without_gi: dict[str, str],
+    browser: tuple[dict[str, str], Path],
     gtk_prerequisites: None,
     tmp_path: Path,
     with_gi: bool,
 ) -> None:
     track = simulator.add_download("kenji", JAPANESE, SIZE, state="InProgress", bytes_transferred=SIZE // 3)
-    opened = tmp_path / "opened.txt"
-    browser = tmp_path / "browser"
-    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{opened}"\n')
-    browser.chmod(0o755)
-    env = {"BROWSER": str(browser), **({} if with_gi else without_gi)}
+    browser_env, opened = browser
+    env = {**browser_env, **({} if with_gi else without_gi)}
 
     agent = start_agent(desktop, headless=False, env=env, cleanup={"enabled": False})
     icon = _docked(desktop, agent)
