@@ -49,6 +49,7 @@ def test_user_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], needle: st
         ('[slskd]\nurl = "ftp://x"\n', "url"),
         ('[slskd]\nurl = "http://x"\n[pol]\n', "pol"),
         ('[slskd\nurl=', "line"),
+        ('[slskd]\nurl = "http://x"\n[tray]\nbackend = "kde"\n', "[tray] backend must be one of auto, sni"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, toml: str, needle: str) -> None:

@@ -583,3 +583,14 @@ def test_private_dir_is_0700_under_any_umask(tmp_path: Path) -> None:
 def test_max_peers_defaults_to_4_and_0_turns_per_peer_polls_off(tmp_path: Path) -> None:
     assert load_text(tmp_path, 'slskd.url = "http://h:5030"').poll.max_peers == 4
     assert load_text(tmp_path, 'slskd.url = "http://h:5030"\n[poll]\nmax_peers = 0').poll.max_peers == 0
+
+
+def test_tray_backend_setting(tmp_path: Path) -> None:
+    base = '[slskd]\nurl = "http://127.0.0.1:5030"\n'
+    assert load_text(tmp_path, base).tray.backend == "auto"
+    for value in ("auto", "sni", "xembed", "none"):
+        assert load_text(tmp_path, base + f'[tray]\nbackend = "{value}"\n').tray.backend == value
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, base + '[tray]\nbackend = "kde"\n')
+    assert str(err.value).endswith('[tray] backend must be one of auto, sni, xembed, none (got "kde")')
+    assert "\n" not in str(err.value)

@@ -175,36 +175,64 @@ def test_world_readable_config_with_key_warns(sim: Simulator, tmp_path: Path) ->
 
 
 def test_a_crashing_check_is_isolated(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trayagent.tray as tray
+    from trayagent import traybackend
 
-    def boom() -> tuple[str, bool]:
-        raise ImportError("pystray is broken")
+    def boom(*args: object, **kwargs: object) -> list[object]:
+        raise ImportError("the tray module is broken")
 
-    monkeypatch.setattr(tray, "backend_info", boom)
+    monkeypatch.setattr(traybackend, "plan", boom)
     monkeypatch.setattr(doctor._Doctor, "check_version", lambda self: 1 / 0)
     cfg = write_config(tmp_path / "config.toml", sim.url)
     code, lines, _ = doctor_run(tmp_path, cfg, env={"DISPLAY": ":99"})
     assert code == 1
-    assert line(lines, "tray").startswith("FAIL tray: tray icon unavailable (pystray is broken)")
+    assert line(lines, "tray").startswith("FAIL tray: check crashed (ImportError: the tray module is broken)")
     assert line(lines, "slskd version").startswith("FAIL slskd version: check crashed (ZeroDivisionError")
     for name in ("notifications", "autostart", "log file"):
         assert line(lines, name).startswith("OK")
 
 
-def test_tray_without_menus_warns_with_the_fix(sim: Simulator, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import trayagent.tray as tray
+def fake_probe(problems: dict[str, str | None]) -> object:
+    return lambda name, env=None: problems.get(name, f"{name} is not here")
 
-    monkeypatch.setattr(tray, "backend_info", lambda: ("xorg", False))
+
+def test_tray_names_the_backend_in_use_and_why_not_the_others(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trayagent import traybackend
+
     cfg = write_config(tmp_path / "config.toml", sim.url)
-    _, lines, _ = doctor_run(tmp_path, cfg, env={"DISPLAY": ":0"})
+    env = {"DISPLAY": ":0", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"}
+    monkeypatch.setattr(traybackend, "probe", fake_probe({"sni": None, "gtk": None, "xorg": None}))
+    _, lines, _ = doctor_run(tmp_path, cfg, env=env)
+    assert line(lines, "tray") == ("OK   tray: sni in use (StatusNotifierItem over D-Bus, with its menu); "
+                                   "fallback if it fails: gtk, xorg")
+
+    monkeypatch.setattr(traybackend, "probe", fake_probe({"sni": "no StatusNotifierItem host", "gtk": "no PyGObject",
+                                                          "xorg": None}))
+    _, lines, _ = doctor_run(tmp_path, cfg, env=env)
     tray_line = line(lines, "tray")
-    assert tray_line.startswith("WARN tray: pystray backend xorg cannot show menus")
+    assert tray_line.startswith("WARN tray: xorg in use (XEmbed tray icon through python-xlib, no menu: a click "
+                                "opens slskd); not used: sni: no StatusNotifierItem host; gtk: no PyGObject — ")
     assert "trayagent[gtk]" in tray_line
 
-    monkeypatch.setattr(tray, "backend_info", lambda: ("appindicator", True))
-    _, lines, _ = doctor_run(tmp_path, cfg, env={"DISPLAY": ":0"})
-    assert line(lines, "tray") == "OK   tray: pystray backend appindicator (menus supported)"
+    monkeypatch.setattr(traybackend, "probe", fake_probe({"sni": "no host", "gtk": "no gi", "xorg": "no X"}))
+    code, lines, _ = doctor_run(tmp_path, cfg, env=env)
+    assert line(lines, "tray").startswith("FAIL tray: no tray backend works here (sni: no host; gtk: no gi; xorg: no X)")
+    assert code == 1
+
+
+def test_tray_honours_the_backend_setting(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trayagent import traybackend
+
+    monkeypatch.setattr(traybackend, "probe", fake_probe({"sni": None, "gtk": None, "xorg": None}))
+    env = {"DISPLAY": ":0"}
+    cfg = write_config(tmp_path / "config.toml", sim.url, extra='[tray]\nbackend = "xembed"\n')
+    _, lines, _ = doctor_run(tmp_path, cfg, env=env)
+    assert line(lines, "tray") == ("OK   tray: gtk in use (XEmbed tray icon through PyGObject, with its menu); "
+                                   "fallback if it fails: xorg")
+    cfg = write_config(tmp_path / "config.toml", sim.url, extra='[tray]\nbackend = "none"\n')
+    _, lines, _ = doctor_run(tmp_path, cfg, env=env)
+    assert line(lines, "tray").startswith('OK   tray: [tray] backend = "none": no tray icon')
 
 
 def test_notify_sends_a_test_notification(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 from trayagent import tray as T
 from trayagent.model import AgentState, Finished, Kind, Progress
 from trayagent.tray import ItemSpec, MenuModel, TrayApp, local_folder, recent_label
+from trayagent.traybackend import TrayView, to_pystray
 
 UTC = timezone.utc
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -144,7 +146,7 @@ def test_to_pystray_builds_real_items(ps: Any) -> None:
     fired: list[tuple[str, str | None]] = []
     model = MenuModel.build(st(recent=(finished("01.flac", Kind.FAILED, "rejected"),)),
                             paused=True, download_dir="/music", now=NOW)
-    menu = ps.Menu(*T.to_pystray(model.items, lambda a, arg: fired.append((a, arg)), ps))
+    menu = ps.Menu(*to_pystray(model.items, lambda a, arg: fired.append((a, arg)), ps))
     items = list(menu)
     by_text = {i.text: i for i in items}
     assert by_text["Retry failed"].enabled is True
@@ -161,40 +163,8 @@ def test_to_pystray_builds_real_items(ps: Any) -> None:
 
 
 def test_to_pystray_escapes_ampersand_for_win32(ps: Any) -> None:
-    items = T.to_pystray((ItemSpec("Rock & Roll", "x"),), lambda a, b: None, ps, escape_ampersand=True)
+    items = to_pystray((ItemSpec("Rock & Roll", "x"),), lambda a, b: None, ps, escape_ampersand=True)
     assert items[0].text == "Rock && Roll"
-
-
-def test_backend_info_shape(ps: Any) -> None:
-    name, has_menu = T.backend_info()
-    assert isinstance(name, str) and name
-    assert isinstance(has_menu, bool)
-
-
-def test_backend_info_without_pystray(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def broken(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "pystray":
-            raise RuntimeError('Bad display name ""')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", broken)
-    name, has_menu = T.backend_info()
-    assert name.startswith("unavailable") and has_menu is False
-
-
-def test_no_menu_backend_warns_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(T, "_warned_no_menu", False)
-    with caplog.at_level("WARNING", logger="trayagent.tray"):
-        T._warn_if_no_menu("xorg", False)
-        T._warn_if_no_menu("xorg", False)
-        T._warn_if_no_menu("gtk", True)
-    msgs = [r.getMessage() for r in caplog.records]
-    assert msgs == ["tray backend 'xorg' has no menus: install PyGObject + AppIndicator for the full menu "
-                    "(see README)"]
 
 
 # --------------------------------------------------------------------------- TrayApp with fakes
@@ -247,43 +217,57 @@ class FakeAgent:
         self.log.append("agent.stop")
 
 
-class FakeIcon:
-    def __init__(self, name: str, icon: Any = None, title: str = "", menu: Any = None, log: list[str] | None = None) -> None:
-        self.name, self._icon, self._title, self.menu = name, icon, title, menu
-        self.icon_sets = 0
-        self.titles: list[str] = []
-        self.menu_updates = 0
-        self.visible = False
-        self.stopped = threading.Event()
+class FakeBackend:
+    """A TrayBackend that records what it was asked to show; ``fail`` makes a step raise."""
+
+    has_menu = True
+
+    def __init__(self, name: str = "fake", log: list[str] | None = None, fail: str = "") -> None:
+        self.name = name
+        self.fail = fail
         self.log = log if log is not None else []
+        self.views: list[TrayView] = []
+        self.updates_with_views: list[tuple[TrayView, tuple[bool, bool, bool]]] = []
+        self.on_action: Callable[[str, str | None], None] | None = None
+        self.stopped = threading.Event()
 
     @property
-    def icon(self) -> Any:
-        return self._icon
-
-    @icon.setter
-    def icon(self, value: Any) -> None:
-        self._icon = value
-        self.icon_sets += 1
+    def updates(self) -> list[tuple[bool, bool, bool]]:
+        return [u for _, u in self.updates_with_views]
 
     @property
-    def title(self) -> str:
-        return self._title
+    def icon_sets(self) -> int:
+        return sum(1 for u in self.updates if u[0])
 
-    @title.setter
-    def title(self, value: str) -> None:
-        self._title = value
-        self.titles.append(value)
+    @property
+    def titles(self) -> list[str]:
+        return [v.title for v, u in self.updates_with_views if u[1]]
 
-    def update_menu(self) -> None:
-        self.menu_updates += 1
+    @property
+    def menu_updates(self) -> int:
+        return sum(1 for u in self.updates if u[2])
 
-    def run(self, setup: Callable[[Any], None]) -> None:
-        setup(self)
+    def start(self, view: TrayView, on_action: Callable[[str, str | None], None]) -> None:
+        if self.fail == "start":
+            raise RuntimeError(f"{self.name} cannot start")
+        self.views.append(view)
+        self.on_action = on_action
+        self.log.append(f"{self.name}.start")
+
+    def run(self, ready: Callable[[], None]) -> None:
+        if self.fail == "run":
+            raise UnicodeEncodeError("latin-1", "…", 0, 1, "ordinal not in range(256)")
+        ready()
         self.stopped.wait(10)
 
+    def update(self, view: TrayView, *, icon: bool, title: bool, menu: bool) -> None:
+        if self.fail == "update":
+            raise RuntimeError(f"{self.name} cannot update")
+        self.views.append(view)
+        self.updates_with_views.append((view, (icon, title, menu)))
+
     def stop(self) -> None:
-        self.log.append("icon.stop")
+        self.log.append(f"{self.name}.stop")
         self.stopped.set()
 
 
@@ -303,22 +287,30 @@ class PauseRecorder:
         self.calls.append((paused, until))
 
 
-def make_app(agent: FakeAgent, ps: Any = None, **kw: Any) -> tuple[TrayApp, dict[str, FakeIcon]]:
-    made: dict[str, FakeIcon] = {}
-
-    def factory(name: str, **kwargs: Any) -> FakeIcon:
-        made["icon"] = FakeIcon(name, log=agent.log, **kwargs)
-        return made["icon"]
-
+def make_app(agent: FakeAgent, *backends: FakeBackend, problems: dict[str, str] | None = None,
+             **kw: Any) -> tuple[TrayApp, dict[str, FakeBackend]]:
+    made = {b.name: b for b in backends} or {"fake": FakeBackend(log=agent.log)}
     config = SimpleNamespace(slskd=SimpleNamespace(url="http://localhost:5030", web_url="", download_dir=""))
-    app = TrayApp(agent, config, icon_factory=factory, pystray_module=ps, **kw)
+    app = TrayApp(agent, config, backends=list(made), factory=made.__getitem__,
+                  probe=lambda name: (problems or {}).get(name), **kw)
     return app, made
+
+
+def attach(app: TrayApp, backend: FakeBackend) -> FakeBackend:
+    """Make ``backend`` the running one without run(): for redraw tests on the caller's thread."""
+    app._backend = backend
+    return backend
 
 
 def start_app(app: TrayApp) -> threading.Thread:
     th = threading.Thread(target=app.run, daemon=True)
     th.start()
     return th
+
+
+def settle(app: TrayApp) -> None:
+    """Wait until the redraw asked for has run (the timer fired and no refresh is in flight)."""
+    assert wait_for(lambda: app._timer is None and not app._refresh_lock.locked())
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -331,37 +323,38 @@ def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 class TestTrayApp:
-    def test_setup_starts_agent_and_quit_stops_agent_then_icon(self, ps: Any) -> None:
+    def test_ready_starts_agent_and_quit_stops_agent_then_icon(self) -> None:
         agent = FakeAgent()
-        app, made = make_app(agent, ps)
+        app, made = make_app(agent)
         th = start_app(app)
         assert wait_for(lambda: "agent.start" in agent.log)
-        icon = made["icon"]
-        assert icon.visible and icon.name == "trayagent" and icon.title == "Idle"
+        backend = made["fake"]
+        assert backend.views[0].title == "Idle" and app.backend_name == "fake"
         app._on_menu(T.QUIT)
         th.join(5)
         assert not th.is_alive()
-        assert agent.log == ["agent.start", "agent.stop", "icon.stop"]
+        assert agent.log == ["fake.start", "agent.start", "agent.stop", "fake.stop"]
 
     def test_redraw_only_when_appearance_changes_and_at_most_once_a_second(self) -> None:
         agent = FakeAgent()
         clock = Clock()
         app, made = make_app(agent, monotonic=clock)
-        app._icon = made.setdefault("icon", FakeIcon("trayagent"))
-        app._create_icon = lambda: made["icon"]  # type: ignore[method-assign]
+        icon = attach(app, made["fake"])
         agent.subscribe(app._on_state)
-        icon = made["icon"]
 
         def active(f: float) -> AgentState:
             return st(progress=Progress(downloading=1, bytes_total=10_000, bytes_done=int(f * 10_000)))
 
         agent.publish(active(0.50))
+        settle(app)
         assert icon.icon_sets == 1 and icon.titles == ["1 downloading · 50%"]
         clock.t += 2
         agent.publish(active(0.501))  # same ring step, same tooltip: nothing to do
+        settle(app)
         assert icon.icon_sets == 1 and len(icon.titles) == 1 and icon.menu_updates == 1
         clock.t += 2
         agent.publish(active(0.70))
+        settle(app)
         assert icon.icon_sets == 2
         # three changes within the same second: coalesced into one timer-driven redraw
         app.REDRAW_INTERVAL = 0.3
@@ -379,14 +372,16 @@ class TestTrayApp:
         agent = FakeAgent()
         clock = Clock()
         app, made = make_app(agent, monotonic=clock)
-        icon = made.setdefault("icon", FakeIcon("trayagent"))
-        app._icon = icon
+        icon = attach(app, made["fake"])
         agent.subscribe(app._on_state)
         agent.publish(st())
+        settle(app)
         before = icon.menu_updates
         clock.t += 5
         agent.publish(st(recent=(finished("a.flac"),)))  # tooltip/icon unchanged, menu changed
+        settle(app)
         assert icon.menu_updates == before + 1
+        assert icon.updates[-1] == (False, False, True)
 
     def test_actions_go_through_submit_and_mark_failures_seen(self, tmp_path: Any) -> None:
         agent = FakeAgent()
@@ -421,10 +416,10 @@ class TestTrayApp:
         rec = PauseRecorder()
         wall = [datetime(2024, 3, 1, 12, 0).astimezone()]
         app, made = make_app(agent, notifier=rec, wall=lambda: wall[0])
-        app._icon = made.setdefault("icon", FakeIcon("trayagent"))
+        icon = attach(app, made["fake"])
         app._on_menu(T.TOGGLE_PAUSE)
         assert rec.calls[-1] == (True, None) and app.paused == (True, None)
-        assert wait_for(lambda: app._icon.titles[-1:] == ["Idle · notifications paused"])
+        assert wait_for(lambda: icon.titles[-1:] == ["Idle · notifications paused"])
         app._on_menu(T.TOGGLE_PAUSE)
         assert rec.calls[-1] == (False, None) and app.paused == (False, None)
         app._on_menu(T.PAUSE_HOUR_ACTION)
@@ -434,22 +429,111 @@ class TestTrayApp:
         assert app.paused == (False, None)
         assert rec.calls[-1] == (False, None)
 
-    def test_finds_agent_notifiers_when_none_given(self) -> None:
+    def test_never_reads_the_agents_notifiers(self) -> None:
         agent = FakeAgent()
         rec = PauseRecorder()
-        agent.notifiers = [object(), rec]  # type: ignore[attr-defined]
+        agent._notifiers = [rec]  # type: ignore[attr-defined]
+        agent.notifiers = [rec]  # type: ignore[attr-defined]
         app, _ = make_app(agent)
         app.set_pause(True)
-        assert rec.calls == [(True, None)]
+        assert rec.calls == [], "only the notifier passed in is paused"
 
     def test_stop_is_idempotent_and_non_blocking(self) -> None:
         agent = FakeAgent()
         app, made = make_app(agent)
-        app._icon = made.setdefault("icon", FakeIcon("trayagent", log=agent.log))
+        attach(app, made["fake"])
         app.stop()
         app.stop()
-        assert wait_for(lambda: "icon.stop" in agent.log)
+        assert wait_for(lambda: "fake.stop" in agent.log)
         assert agent.log.count("agent.stop") == 1
+
+
+class TestLadder:
+    """TrayApp walks the backends: whatever fails is logged once and the next one is used."""
+
+    def test_unavailable_backends_are_skipped(self, caplog: pytest.LogCaptureFixture) -> None:
+        agent = FakeAgent()
+        sni, gtk = FakeBackend("sni", agent.log), FakeBackend("gtk", agent.log)
+        app, _ = make_app(agent, sni, gtk, problems={"sni": "no StatusNotifierWatcher"})
+        with caplog.at_level("INFO", logger="trayagent.tray"):
+            th = start_app(app)
+            assert wait_for(lambda: "agent.start" in agent.log)
+        assert app.backend_name == "gtk" and sni.views == []
+        assert "tray: sni is not available: no StatusNotifierWatcher" in caplog.text
+        app.stop()
+        th.join(5)
+        assert agent.log == ["gtk.start", "agent.start", "agent.stop", "gtk.stop"]
+
+    def test_a_backend_that_fails_to_start_or_run_falls_to_the_next(self, caplog: pytest.LogCaptureFixture) -> None:
+        agent = FakeAgent()
+        sni = FakeBackend("sni", agent.log, fail="start")
+        xorg = FakeBackend("xorg", agent.log, fail="run")  # what pystray's xorg did with "…"
+        gtk = FakeBackend("gtk", agent.log)
+        app, _ = make_app(agent, sni, xorg, gtk)
+        th = start_app(app)
+        assert wait_for(lambda: app.backend_name == "gtk" and "agent.start" in agent.log)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("the sni tray could not start (sni cannot start)" in w for w in warnings), warnings
+        assert any("the xorg tray failed" in w and "latin-1" in w for w in warnings), warnings
+        app.stop()
+        th.join(5)
+        assert not th.is_alive() and agent.log.count("agent.start") == 1
+
+    def test_a_failed_update_moves_on_and_the_next_backend_shows_the_current_state(self) -> None:
+        agent = FakeAgent()
+        sni = FakeBackend("sni", agent.log)
+        gtk = FakeBackend("gtk", agent.log)
+        app, _ = make_app(agent, sni, gtk)
+        agent.subscribe(app._on_state)
+        th = start_app(app)
+        assert wait_for(lambda: app.backend_name == "sni" and "agent.start" in agent.log)
+        sni.fail = "update"
+        app._last_redraw = -math.inf
+        agent.publish(st(failed_unseen=2))
+        assert wait_for(lambda: app.backend_name == "gtk")
+        assert "sni.stop" in agent.log
+        assert gtk.views[0].key[2] is True, "the new tray starts from the current state (the badge)"
+        assert agent.log.count("agent.start") == 1, "polling was never interrupted"
+        app.stop()
+        th.join(5)
+
+    def test_a_hung_backend_never_blocks_the_agent_and_is_replaced(self) -> None:
+        agent = FakeAgent()
+        clock = Clock()
+        release = threading.Event()
+        sni = FakeBackend("sni", agent.log)
+        gtk = FakeBackend("gtk", agent.log)
+        app, _ = make_app(agent, sni, gtk, monotonic=clock)
+        agent.subscribe(app._on_state)
+        th = start_app(app)
+        assert wait_for(lambda: app.backend_name == "sni" and "agent.start" in agent.log)
+        settle(app)
+        sni.update = lambda view, **kw: release.wait(30)  # type: ignore[method-assign]
+        clock.t += 5
+        publisher = threading.Thread(target=agent.publish, args=(st(failed_unseen=1),))
+        publisher.start()
+        publisher.join(2)
+        assert not publisher.is_alive(), "the agent's thread returned while the tray hangs"
+        assert wait_for(lambda: app._updating_since is not None)
+        clock.t += app.UPDATE_TIMEOUT + 1
+        agent.publish(st(failed_unseen=2))  # the next state notices the hang
+        assert wait_for(lambda: app.backend_name == "gtk")
+        assert wait_for(lambda: gtk.views and gtk.views[-1].title == "Idle · 2 failed")
+        release.set()
+        app.stop()
+        th.join(5)
+        assert not th.is_alive()
+
+    def test_no_backend_at_all_still_runs_the_agent_until_stopped(self, caplog: pytest.LogCaptureFixture) -> None:
+        agent = FakeAgent()
+        app, _ = make_app(agent, FakeBackend("sni", agent.log, fail="start"), problems={})
+        th = start_app(app)
+        assert wait_for(lambda: "agent.start" in agent.log)
+        assert app.backend_name == "none"
+        assert "no tray icon: desktop notifications and the JSON stream go on" in caplog.text
+        app.stop()
+        th.join(5)
+        assert not th.is_alive() and agent.log[-1] == "agent.stop"
 
 
 def test_sync_playlists_item_follows_config_and_progress() -> None:

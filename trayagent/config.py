@@ -47,6 +47,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 SECRET_KEYS = frozenset({"api_key", "password"})
 CLEANUP_OUTCOMES = ("succeeded", "cancelled", "failed")
+#: [tray] backend: "auto" walks the ladder (StatusNotifierItem, then XEmbed, then none).
+TRAY_BACKENDS = ("auto", "sni", "xembed", "none")
 
 
 class ConfigError(TrayagentError):
@@ -251,6 +253,13 @@ class SyncConfig:
 
 
 @dataclass(slots=True)
+class TrayConfig:
+    """Which tray backend to use: "auto" (the ladder), "sni", "xembed" or "none"."""
+
+    backend: str = "auto"
+
+
+@dataclass(slots=True)
 class Config:
     """The whole configuration. `env_values` remembers what the environment supplied."""
 
@@ -260,6 +269,7 @@ class Config:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    tray: TrayConfig = field(default_factory=TrayConfig)
     #: The file this came from (None when built in code or when only env supplied it).
     path: Path | None = field(default=None, compare=False)
     #: "section.key" -> value taken from the environment, so save_config can leave it out.
@@ -270,7 +280,7 @@ class Config:
     def __repr__(self) -> str:
         return (
             f"Config(slskd={self.slskd!r}, poll={self.poll!r}, tracking={self.tracking!r}, "
-            f"cleanup={self.cleanup!r}, notifications={self.notifications!r}, sync={self.sync!r}, "
+            f"cleanup={self.cleanup!r}, notifications={self.notifications!r}, sync={self.sync!r}, tray={self.tray!r}, "
             f"path={self.path!r}, env_overrides={sorted(self.env_values)!r})"
         )
 
@@ -332,6 +342,7 @@ class Config:
                 "long_queue": y.long_queue,
                 "search_timeout": y.search_timeout,
             },
+            "tray": {"backend": self.tray.backend},
         }
 
     def redacted(self) -> dict[str, dict[str, Any]]:
@@ -558,6 +569,7 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
             "preferred_formats", "min_bitrate", "max_in_progress", "stall_timeout", "long_queue",
             "search_timeout",
         ),
+        "tray": ("backend",),
     }
     for name, value in raw.items():
         if name not in sections:
@@ -666,7 +678,13 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         long_queue=y.integer("long_queue", 20, minimum=1, maximum=100_000),
         search_timeout=y.number("search_timeout", 15.0, maximum=DAY),
     )
-    return Config(slskd=slskd, poll=poll, tracking=tracking, cleanup=cleanup, notifications=notifications, sync=sync)
+    r = section("tray")
+    backend = r.string("backend", "auto").strip().lower()
+    if backend not in TRAY_BACKENDS:
+        raise r.fail("backend", f"must be one of {', '.join(TRAY_BACKENDS)} (got {_show(backend)})")
+    tray = TrayConfig(backend=backend)
+    return Config(slskd=slskd, poll=poll, tracking=tracking, cleanup=cleanup, notifications=notifications, sync=sync,
+                  tray=tray)
 
 
 # --------------------------------------------------------------------------- load / save
@@ -838,6 +856,6 @@ def _fsync_dir(directory: Path) -> None:
 
 __all__ = [
     "CleanupConfig", "Config", "ConfigError", "NotificationsConfig", "PollConfig", "SlskdConfig",
-    "SyncConfig", "TrackingConfig", "default_config_path", "load_config", "log_dir",
+    "SyncConfig", "TrackingConfig", "TrayConfig", "default_config_path", "load_config", "log_dir",
     "parse_quiet_hours", "save_config", "state_dir",
 ]

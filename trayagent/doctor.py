@@ -237,34 +237,38 @@ class _Doctor:
         self.emit(OK, name, self.client.version())
 
     def check_tray(self) -> None:
-        name = "tray"
-        no_display = _no_display(self.env, self.platform)
-        try:
-            from trayagent.tray import backend_info
+        """Which tray the agent would use here, and why each better one is not used."""
+        from trayagent import traybackend as tb
 
-            backend, has_menu = backend_info()
-            if backend.startswith("unavailable"):
-                raise RuntimeError(backend.partition(":")[2].strip() or backend)
-        except Exception as exc:  # noqa: BLE001 - pystray raises anything when no display exists
-            if no_display:
+        name = "tray"
+        setting = self.config.tray.backend if self.config is not None else "auto"
+        if setting == "none":
+            self.emit(OK, name, '[tray] backend = "none": no tray icon; notifications and the JSON stream only')
+            return
+        ladder = tb.plan(setting, lambda rung: tb.probe(rung, self.env), self.platform or sys.platform, self.env)
+        chosen = tb.choose(ladder)
+        skipped = [f"{r.name}: {r.problem}" for r in ladder if r.problem is not None]
+        if chosen is None:
+            if _no_display(self.env, self.platform):
                 self.emit(WARN, name, "no graphical session (DISPLAY/WAYLAND_DISPLAY unset), so no tray icon — "
                           "fine on a server: use `trayagent run --headless` (see packaging/trayagent.service)")
-            else:
-                self.emit(FAIL, name, f"tray icon unavailable ({exc}) — install the tray dependencies "
-                          "(pip install 'trayagent[gtk]') or use `trayagent run --headless`")
+                return
+            why = "; ".join(skipped) or f'[tray] backend = "{setting}" allows none here'
+            self.emit(FAIL, name, f"no tray backend works here ({why}) — the agent still runs with notifications "
+                      "only; use a panel with a StatusNotifierItem tray, or install the gtk extra for XEmbed trays "
+                      "(see README, Tray)")
             return
-        if backend == "dummy":
-            self.emit(WARN, name, "pystray found no usable tray backend (dummy) — install PyGObject with "
-                      "AppIndicator/GTK (pip install 'trayagent[gtk]') or use `trayagent run --headless`")
-        elif no_display:
-            self.emit(WARN, name, f"backend {backend}, but no graphical session (DISPLAY/WAYLAND_DISPLAY unset) — "
-                      "the tray needs a desktop; on a server use `trayagent run --headless`")
-        elif has_menu:
-            self.emit(OK, name, f"pystray backend {backend} (menus supported)")
+        message = f"{chosen.name} in use ({tb.DESCRIPTIONS.get(chosen.name, 'pystray')})"
+        if skipped:
+            message += "; not used: " + "; ".join(skipped)
+        later = [r.name for r in ladder[ladder.index(chosen) + 1:] if r.problem is None]
+        if later:
+            message += f"; fallback if it fails: {', '.join(later)}"
+        if chosen.name == "xorg":
+            self.emit(WARN, name, message + " — for the full menu use a panel with StatusNotifierItem support "
+                      "or install the gtk extra (pip install 'trayagent[gtk]'), then restart")
         else:
-            self.emit(WARN, name, f"pystray backend {backend} cannot show menus, so only the icon works — install "
-                      "PyGObject with AppIndicator/GTK (pip install 'trayagent[gtk]'; needs the gobject-introspection "
-                      "and cairo development packages) and restart")
+            self.emit(OK, name, message)
 
     def check_notifications(self) -> None:
         from trayagent.notify import Notification, choose_backend

@@ -1,10 +1,10 @@
-"""The system-tray front end: icon, tooltip and menu over an Agent, via pystray.
+"""The system-tray front end: icon, tooltip and menu over an Agent, on whichever tray this desktop has.
 
 Split so most of it is testable without a display: MenuModel is a pure description of the menu
-built from an AgentState; TrayApp wires it to pystray, throttles redraws and routes every menu
-action through ``agent.submit`` so the UI thread never blocks on slskd.
-
-pystray is imported lazily: importing it picks a backend and, on X11 without a display, raises.
+built from an AgentState; TrayApp throttles redraws, routes every menu action through
+``agent.submit`` so the UI thread never blocks on slskd, and walks the backend ladder
+(traybackend.py): a tray that fails to start or to update is logged once and replaced by the
+next one, down to no tray at all, while polling and the JSON stream go on.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
-from trayagent.icons import icon_key, render_icon, tooltip
+from trayagent.icons import icon_key, tooltip
 from trayagent.model import AgentState, Finished, Kind
 from trayagent.notify import folder_name, sanitize, short_reason, track_label, track_title
+from trayagent.traybackend import Probe, TrayBackend, TrayView, create, probe, rungs
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ RECENT_LIMIT = 10
 RECENT_LABEL_LIMIT = 60
 PAUSE_HOUR = timedelta(hours=1)
 NO_MENU_HINT = (
-    "tray backend '{name}' has no menus: install PyGObject + AppIndicator for the full menu "
-    "(see README)"
+    "tray backend '{name}' has no menu (a click opens slskd): a panel with StatusNotifierItem support, "
+    "or the gtk extra, gives the full menu (see README)"
 )
 
 # Action names: what a menu item does, dispatched by TrayApp.
@@ -46,34 +47,6 @@ TOGGLE_PAUSE = "toggle_pause"
 PAUSE_HOUR_ACTION = "pause_hour"
 OPEN_SLSKD = "open_slskd"
 QUIT = "quit"
-
-
-# --------------------------------------------------------------------------- backend
-
-
-def backend_info() -> tuple[str, bool]:
-    """(backend name, has menus) of the pystray backend this process would use.
-
-    Names: appindicator, gtk, xorg, darwin, win32, dummy; 'unavailable: <why>' when pystray
-    cannot load any (for instance X11 with no DISPLAY). Used by `trayagent doctor`.
-    """
-    try:
-        import pystray
-    except Exception as exc:  # Xlib raises DisplayNameError, not ImportError, without a display
-        return f"unavailable: {type(exc).__name__}: {exc}", False
-    module = pystray.Icon.__module__.rsplit(".", 1)[-1].lstrip("_")
-    name = "dummy" if module == "base" else module
-    return name, bool(getattr(pystray.Icon, "HAS_MENU", False))
-
-
-_warned_no_menu = False
-
-
-def _warn_if_no_menu(name: str, has_menu: bool) -> None:
-    global _warned_no_menu
-    if not has_menu and not _warned_no_menu:
-        _warned_no_menu = True
-        log.warning(NO_MENU_HINT.format(name=name))
 
 
 # --------------------------------------------------------------------------- menu model
@@ -203,39 +176,6 @@ def _before(a: datetime, b: datetime) -> bool:
     return a < b
 
 
-def to_pystray(
-    specs: Sequence[ItemSpec],
-    on_action: Callable[[str, str | None], None],
-    pystray: Any,
-    *,
-    escape_ampersand: bool = False,
-) -> list[Any]:
-    """Convert specs into pystray.MenuItem objects whose callbacks call on_action(action, arg)."""
-    out: list[Any] = []
-    for spec in specs:
-        if spec.separator:
-            out.append(pystray.Menu.SEPARATOR)
-            continue
-        text = spec.text.replace("&", "&&") if escape_ampersand else spec.text
-        if spec.submenu is not None:
-            sub = to_pystray(spec.submenu, on_action, pystray, escape_ampersand=escape_ampersand)
-            out.append(pystray.MenuItem(text, pystray.Menu(*sub), enabled=spec.enabled))
-            continue
-        action = _callback(on_action, spec.action, spec.arg) if spec.action else None
-        checked = (lambda _item, v=spec.checked: v) if spec.checked is not None else None
-        out.append(
-            pystray.MenuItem(text, action, checked=checked, enabled=spec.enabled, default=spec.default)
-        )
-    return out
-
-
-def _callback(on_action: Callable[[str, str | None], None], action: str, arg: str | None) -> Callable[[Any, Any], None]:
-    def fire(icon: Any, item: Any) -> None:
-        on_action(action, arg)
-
-    return fire
-
-
 # --------------------------------------------------------------------------- openers
 
 
@@ -273,45 +213,28 @@ def _local_now() -> datetime:
     return datetime.now().astimezone()
 
 
-def _enable_xorg_clicks(icon: Any) -> None:
-    """Let pystray's xorg icon hear left-clicks.
-
-    pystray 0.19.5 handles ButtonPress on its xorg window but never selects ButtonPressMask,
-    so clicks are never delivered and the default action ("Open slskd") cannot run
-    (moses-palmer/pystray#151). Called before run(), while no other thread uses the display.
-    """
-    window = getattr(icon, "_window", None)
-    display = getattr(icon, "_display", None)
-    if window is None or display is None:
-        return
-    try:
-        from Xlib import X
-
-        window.change_attributes(event_mask=X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask)
-        display.flush()
-    except Exception as exc:  # noqa: BLE001 - clicks are a convenience; the icon still shows
-        log.debug("could not enable clicks on the xorg tray icon: %s", exc)
-
 
 # --------------------------------------------------------------------------- app
 
 
 class TrayApp:
-    """The tray icon over an Agent.
+    """The tray icon over an Agent, on the best backend this desktop offers.
 
-    Threads: pystray owns the main thread (``run`` blocks). State arrives on the agent's worker
-    threads; redraws are coalesced to at most one per REDRAW_INTERVAL with a timer. Menu actions
-    go to ``agent.submit``.
+    Threads: the backend owns the main thread (``run`` blocks). State arrives on the agent's
+    worker threads, which never call into the backend themselves: redraws run on a timer
+    thread, at most one per REDRAW_INTERVAL, so a tray that hangs (pystray's xorg waits for
+    its own loop) cannot stall polling; one that hangs for UPDATE_TIMEOUT is dropped like one
+    that fails. Menu actions go to ``agent.submit``.
 
-    pystray has no "menu opened" hook on every backend (appindicator and xorg have none), so
-    failures are marked seen on any menu action and on left-click instead of on open.
+    Not every backend says when its menu opens (pystray's never do), so failures are marked
+    seen on any menu action and on left-click instead of on open.
 
-    Notification pause lives here and is pushed to every notifier that has ``set_paused``: the
-    ``notifier`` argument, else the agent's notifiers.
+    Notification pause lives here and is pushed to ``notifier`` (anything with ``set_paused``),
+    which the caller passes in: the tray reads AgentState snapshots and nothing else of the agent.
     """
 
     REDRAW_INTERVAL = 1.0
-    ICON_SIZE = 64
+    UPDATE_TIMEOUT = 10.0
 
     def __init__(
         self,
@@ -319,59 +242,112 @@ class TrayApp:
         config: Any,
         *,
         notifier: Any = None,
-        icon_factory: Callable[..., Any] | None = None,
-        pystray_module: Any = None,
+        backends: Sequence[str] | None = None,
+        factory: Callable[[str], TrayBackend] = create,
+        probe: Probe = probe,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = _local_now,
     ) -> None:
         self._agent = agent
         self._config = config
-        if notifier is not None:
-            self._notifiers: list[Any] = [notifier]
-        else:
-            # Until the Agent exposes its notifiers publicly, read the list it keeps.
-            self._notifiers = list(getattr(agent, "notifiers", None) or getattr(agent, "_notifiers", ()))
-        self._icon_factory = icon_factory
-        self._pystray = pystray_module
+        self._notifiers: list[Any] = [notifier] if notifier is not None else []
+        setting = getattr(getattr(config, "tray", None), "backend", "auto")
+        self._rungs = tuple(backends) if backends is not None else rungs(setting)
+        self._factory = factory
+        self._probe = probe
         self._monotonic = monotonic
         self._wall = wall
-        self._lock = threading.RLock()  # guards fields; never held while calling into pystray
+        self._lock = threading.RLock()  # guards fields; never held while calling into a backend
         self._refresh_lock = threading.Lock()  # one refresh at a time, so images apply in order
+        self._dirty = False  # a refresh was asked for while one was in flight
+        self._updating_since: float | None = None
         self._state: AgentState = agent.state()
         self._paused = False
         self._paused_until: datetime | None = None
-        self._shown_key: tuple | None = None
-        self._shown_title: str | None = None
-        self._model: MenuModel | None = None
-        self._menu_cache: tuple[MenuModel, list[Any]] | None = None
+        self._shown: TrayView | None = None
         self._last_redraw = -math.inf
         self._timer: threading.Timer | None = None
-        self._icon: Any = None
-        self._backend = "unknown"
+        self._backend: TrayBackend | None = None
         self._stopping = False
+        self._done = threading.Event()
         self._agent_stopped = False
         self._agent_started = False
+
+    @property
+    def backend_name(self) -> str:
+        """The tray in use: 'sni', 'gtk', 'xorg', ... or 'none'."""
+        backend = self._backend
+        return backend.name if backend is not None else "none"
 
     # -- lifecycle
 
     def run(self) -> None:
-        """Create the icon and block in pystray's loop until Quit or stop(); starts the agent."""
-        if self._pystray is None and self._icon_factory is None:
-            import pystray
+        """Show the tray on the first backend that works and block until Quit or stop().
 
-            self._pystray = pystray
-        name, has_menu = backend_info() if self._icon_factory is None else ("fake", True)
-        self._backend = name
-        _warn_if_no_menu(name, has_menu)
-        self._icon = self._create_icon()
+        Starts the agent once, whichever backend (or none) ends up showing it.
+        """
         self._agent.subscribe(self._on_state)
         try:
-            self._icon.run(setup=self._setup)
+            for name in self._rungs:
+                if self._stopping or self._run_backend(name):
+                    break
+            else:
+                if not self._stopping:
+                    log.warning("no tray icon: desktop notifications and the JSON stream go on")
+                    self._start_agent()
+                    self._done.wait()
         finally:
             with self._lock:
                 self._stopping = True
             self._cancel_timer()
             self._stop_agent()
+
+    def _run_backend(self, name: str) -> bool:
+        """Run one rung until it ends. True when the app is stopping, False to try the next."""
+        problem = self._probe(name)
+        if problem is not None:
+            log.info("tray: %s is not available: %s", name, problem)
+            return False
+        try:
+            backend = self._factory(name)
+            with self._lock:
+                view = self._view()
+            backend.start(view, self._on_menu)
+        except Exception as exc:  # noqa: BLE001 - a broken tray degrades, it never stops polling
+            log.warning("tray: the %s tray could not start (%s); trying the next one", name, exc)
+            log.debug("tray start failure", exc_info=True)
+            return False
+        with self._lock:
+            self._backend, self._shown = backend, view
+            if self._stopping:
+                return True
+        log.info("tray: using the %s tray", backend.name)
+        if not backend.has_menu:
+            log.warning(NO_MENU_HINT.format(name=backend.name))
+        try:
+            backend.run(self._ready)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("tray: the %s tray failed (%s); trying the next one", backend.name, exc)
+            log.debug("tray run failure", exc_info=True)
+        with self._lock:
+            if self._backend is backend:
+                self._backend = None
+            return self._stopping
+
+    def _ready(self) -> None:
+        """The backend shows the icon: start polling (once), then draw the current state."""
+        self._start_agent()
+        self.refresh(force=True)
+
+    def _start_agent(self) -> None:
+        with self._lock:
+            if self._agent_started:
+                return
+            self._agent_started = True
+        try:
+            self._agent.start()
+        except Exception:  # noqa: BLE001 - the icon stays up and says what is wrong
+            log.exception("agent failed to start")
 
     def stop(self) -> None:
         """Quit from anywhere (signal handler, timer): agent first, then the icon; never blocks."""
@@ -384,15 +360,21 @@ class TrayApp:
     def _shutdown(self) -> None:
         self._cancel_timer()
         self._stop_agent()
-        # After icon.stop() the xorg backend's loop is gone and any icon update would wait for
-        # it forever: _stopping (set in stop()) keeps refreshes out, the lock waits for one in flight.
-        with self._refresh_lock:
-            icon = self._icon
-            if icon is not None:
+        # After a backend stopped, updating it may block forever (pystray's xorg waits for its
+        # loop): _stopping (set in stop()) keeps refreshes out, the lock waits for one in flight.
+        lock = self._refresh_lock
+        locked = lock.acquire(timeout=self.UPDATE_TIMEOUT)
+        try:
+            backend = self._backend
+            if backend is not None:
                 try:
-                    icon.stop()
+                    backend.stop()
                 except Exception:  # noqa: BLE001 - quitting must finish
                     log.exception("tray icon failed to stop")
+        finally:
+            if locked:
+                lock.release()
+        self._done.set()
 
     def _stop_agent(self) -> None:
         with self._lock:
@@ -404,47 +386,28 @@ class TrayApp:
         except Exception:  # noqa: BLE001
             log.exception("agent failed to stop")
 
-    def _setup(self, icon: Any) -> None:
-        """pystray's setup thread: show the icon, then start polling."""
-        icon.visible = True
-        try:
-            self._agent.start()
-            self._agent_started = True
-        except Exception:  # noqa: BLE001 - the icon stays up and says what is wrong
-            log.exception("agent failed to start")
-        self.refresh(force=True)
+    def _drop_backend(self, backend: TrayBackend, exc: BaseException) -> None:
+        """An update failed or hung: log once, stop that backend; run() moves down the ladder.
 
-    def _create_icon(self) -> Any:
+        The stop runs on its own thread (a hung backend may hang there too), and refreshes get
+        a fresh lock, so one stuck inside the old backend blocks nothing that comes after.
+        """
         with self._lock:
-            key, title, _ = self._compute()
-            image = render_icon(self._state, self.ICON_SIZE, paused=key[3])
-        menu = self._pystray_menu()
-        factory = self._icon_factory or self._pystray.Icon
-        icon = factory("trayagent", icon=image, title=title, menu=menu)
-        if self._backend == "xorg":
-            _enable_xorg_clicks(icon)
-        with self._lock:
-            self._shown_key, self._shown_title = key, title
-            self._model = self._build_model()
-        return icon
+            if self._backend is not backend:
+                return
+            self._backend = None
+            self._refresh_lock = threading.Lock()
+            self._updating_since = None
+        log.warning("tray: the %s tray failed to update (%s); trying the next one", backend.name, exc)
+        log.debug("tray update failure", exc_info=exc)
 
-    def _pystray_menu(self) -> Any:
-        ps = self._pystray
-        if ps is None:
-            return None
-        return ps.Menu(self._menu_items)
+        def stop() -> None:
+            try:
+                backend.stop()
+            except Exception:  # noqa: BLE001
+                log.debug("the failed tray did not stop cleanly", exc_info=True)
 
-    def _menu_items(self) -> list[Any]:
-        """Called by pystray whenever it needs the items; converted once per model."""
-        with self._lock:
-            model = self._model or self._build_model()
-            cached = self._menu_cache
-        if cached is not None and cached[0] == model:
-            return cached[1]
-        items = to_pystray(model.items, self._on_menu, self._pystray, escape_ampersand=self._backend == "win32")
-        with self._lock:
-            self._menu_cache = (model, items)
-        return items
+        threading.Thread(target=stop, name="trayagent-tray-stop", daemon=True).start()
 
     # -- state and redraws
 
@@ -455,17 +418,19 @@ class TrayApp:
         self._schedule()
 
     def _schedule(self) -> None:
+        """Ask for a redraw on the timer thread: now, or REDRAW_INTERVAL after the last one."""
         with self._lock:
             if self._stopping:
                 return
-            wait = self._last_redraw + self.REDRAW_INTERVAL - self._monotonic()
-            if wait > 0:
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._on_timer)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-        self.refresh()
+            backend, since = self._backend, self._updating_since
+            hung = backend is not None and since is not None and self._monotonic() - since > self.UPDATE_TIMEOUT
+            if not hung and self._timer is None:
+                wait = max(self._last_redraw + self.REDRAW_INTERVAL - self._monotonic(), 0.0)
+                self._timer = threading.Timer(wait, self._on_timer)
+                self._timer.daemon = True
+                self._timer.start()
+        if hung and backend is not None:
+            self._drop_backend(backend, TimeoutError(f"no answer for {self.UPDATE_TIMEOUT:.0f} s"))
 
     def _on_timer(self) -> None:
         with self._lock:
@@ -496,39 +461,53 @@ class TrayApp:
             playlists=bool(getattr(getattr(self._config, "sync", None), "playlists", ())),
         )
 
-    def _compute(self) -> tuple[tuple, str, MenuModel]:
+    def _view(self) -> TrayView:
         paused, _ = self._effective_pause()
-        key = icon_key(self._state, paused=paused)
-        return key, tooltip(self._state, paused=paused), self._build_model()
+        return TrayView(icon_key(self._state, paused=paused), tooltip(self._state, paused=paused),
+                        self._build_model())
 
     def refresh(self, force: bool = False) -> None:
-        """Push icon, tooltip and menu to pystray, each only if what it shows changed.
+        """Push icon, tooltip and menu to the backend, each only if what it shows changed.
 
-        Never call this on pystray's UI thread: the xorg backend makes off-thread updates wait
-        for that thread (see _refresh_soon).
+        Never call this on the backend's UI thread (pystray's xorg makes off-thread updates wait
+        for that thread) nor on the agent's (see _schedule). While one refresh is in flight,
+        another one only marks the view dirty; the one in flight then draws again.
         """
-        with self._refresh_lock:
+        with self._lock:
+            lock = self._refresh_lock
+        if not lock.acquire(blocking=False):
             with self._lock:
-                icon = self._icon
-                if icon is None or self._stopping:
-                    return
-                key, title, model = self._compute()
-                new_icon = force or key != self._shown_key
-                new_title = force or title != self._shown_title
-                new_menu = force or model != self._model
-                image = render_icon(self._state, self.ICON_SIZE, paused=key[3]) if new_icon else None
-                self._shown_key, self._shown_title, self._model = key, title, model
-                if new_icon or new_title or new_menu:
-                    self._last_redraw = self._monotonic()
-            try:
-                if image is not None:
-                    icon.icon = image
-                if new_title:
-                    icon.title = title
-                if new_menu:
-                    icon.update_menu()
-            except Exception:  # noqa: BLE001 - a tray glitch must not kill the agent's thread
-                log.exception("tray update failed")
+                self._dirty = True
+            return
+        try:
+            while self._refresh_once(force):
+                force = False
+        finally:
+            lock.release()
+
+    def _refresh_once(self, force: bool) -> bool:
+        """One update; True when another was asked for meanwhile (draw again)."""
+        with self._lock:
+            backend = self._backend
+            if backend is None or self._stopping:
+                return False
+            view, shown = self._view(), self._shown
+            new_icon = force or shown is None or view.key != shown.key
+            new_title = force or shown is None or view.title != shown.title
+            new_menu = force or shown is None or view.model != shown.model
+            self._shown = view
+            self._dirty = False
+            if not (new_icon or new_title or new_menu):
+                return False
+            self._last_redraw = self._updating_since = self._monotonic()
+        try:
+            backend.update(view, icon=new_icon, title=new_title, menu=new_menu)
+        except Exception as exc:  # noqa: BLE001 - a tray glitch must not kill the agent's thread
+            self._drop_backend(backend, exc)
+            return False
+        with self._lock:
+            self._updating_since = None
+            return self._dirty and self._backend is backend
 
     def _refresh_soon(self) -> None:
         """Refresh off the calling (UI) thread, at once: used after a menu click changed flags."""

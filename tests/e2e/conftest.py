@@ -123,6 +123,41 @@ def a11y_desktop(tmp_path: Path, gtk_prerequisites: None) -> Iterator[Desktop]:
 
 
 @pytest.fixture
+def panel_desktop(tmp_path: Path) -> Iterator[Desktop]:
+    """Xvfb + private bus + xfconfd + xfce4-panel (a StatusNotifierItem host), no trayer, no dunst."""
+    try:
+        d = Desktop(tmp_path / "desktop", with_tray=False, with_notifications=False, with_panel=True).__enter__()
+    except DesktopError as exc:
+        pytest.fail(f"the test desktop did not start: {exc}", pytrace=False)
+    try:
+        yield d
+    finally:
+        _dump_logs(d)
+        d.stop()
+
+
+@pytest.fixture
+def without_gi(tmp_path: Path) -> dict[str, str]:
+    """Agent environment in which ``import gi`` fails: the default install, no PyGObject."""
+    shim = tmp_path / "no-gi" / "gi"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(
+        'raise ImportError("PyGObject is not installed (blocked for this test: the default install)")\n'
+    )
+    return {"PYTHONPATH": os.pathsep.join([str(shim.parent), str(ROOT)])}
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """(agent env, record file): a BROWSER that records the URLs it is asked to open."""
+    opened = tmp_path / "opened.txt"
+    script = tmp_path / "browser"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{opened}"\n')
+    script.chmod(0o755)
+    return {"BROWSER": str(script)}, opened
+
+
+@pytest.fixture
 def simulator() -> Iterator[Any]:
     """The in-process slskd simulator."""
     from trayagent.simulator import Simulator

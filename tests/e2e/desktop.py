@@ -6,6 +6,8 @@
 * a private D-Bus session bus with **no service activation** (nothing starts behind our back),
 * ``dunst`` (the notification server a user would see) with a test configuration,
 * ``trayer`` (an XEmbed system tray, i.e. the ``_NET_SYSTEM_TRAY_S0`` selection owner),
+* or instead ``xfce4-panel`` with its status tray plugin (``with_panel=True``): a real
+  StatusNotifierItem host that owns ``org.kde.StatusNotifierWatcher`` (after ``xfconfd``),
 * optionally the AT-SPI accessibility bus, used only to *locate* menu items on screen.
 
 Input is real X input through ``xdotool`` (XTEST), screenshots come from ImageMagick's
@@ -47,7 +49,40 @@ REQUIRED_BINARIES: tuple[str, ...] = (
     "trayer",
     "xdotool",
     "import",
+    "xfce4-panel",
 )
+
+#: Where Debian-family systems install xfconfd (xfce4-panel reads its settings from it).
+XFCONFD_PATHS: tuple[str, ...] = (
+    "/usr/lib/x86_64-linux-gnu/xfce4/xfconf/xfconfd",
+    "/usr/lib/aarch64-linux-gnu/xfce4/xfconf/xfconfd",
+    "/usr/lib/xfce4/xfconf/xfconfd",
+    "/usr/libexec/xfconfd",
+)
+SNI_WATCHER = "org.kde.StatusNotifierWatcher"
+PANEL_HEIGHT = 32
+#: One top panel, full width, holding only the status tray (StatusNotifierItem + XEmbed) plugin.
+PANEL_XML = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<channel name="xfce4-panel" version="1.0">
+  <property name="configver" type="int" value="2"/>
+  <property name="panels" type="array">
+    <value type="int" value="1"/>
+    <property name="panel-1" type="empty">
+      <property name="position" type="string" value="p=6;x=0;y=0"/>
+      <property name="length" type="uint" value="100"/>
+      <property name="position-locked" type="bool" value="true"/>
+      <property name="size" type="uint" value="{height}"/>
+      <property name="plugin-ids" type="array">
+        <value type="int" value="1"/>
+      </property>
+    </property>
+  </property>
+  <property name="plugins" type="empty">
+    <property name="plugin-1" type="string" value="systray"/>
+  </property>
+</channel>
+"""
 
 #: Where at-spi2-core installs its bus launcher on Debian-family systems.
 ATSPI_LAUNCHERS: tuple[str, ...] = (
@@ -177,6 +212,14 @@ def missing_binaries(names: Iterable[str] = REQUIRED_BINARIES) -> list[str]:
     return [name for name in names if shutil.which(name) is None]
 
 
+def xfconfd_path() -> str | None:
+    """Path of xfconfd (package xfconf), if installed."""
+    for path in XFCONFD_PATHS:
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def atspi_launcher() -> str | None:
     """Path of at-spi-bus-launcher, if installed."""
     for path in ATSPI_LAUNCHERS:
@@ -253,12 +296,15 @@ class Desktop:
         with_tray: bool = True,
         with_notifications: bool = True,
         with_accessibility: bool = False,
+        with_panel: bool = False,
         start_timeout: float = 15.0,
         dunst_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         #: [global] settings that replace DUNSTRC's (e.g. the ``dmenu`` that shows a context menu).
         self.dunst_settings = dict(dunst_settings or {})
+        self.with_panel = with_panel
+        self.panel_proc: subprocess.Popen[bytes] | None = None
         self.with_tray = with_tray
         self.with_notifications = with_notifications
         self.with_accessibility = with_accessibility
@@ -301,6 +347,8 @@ class Desktop:
             self._start_dunst()
         if self.with_tray:
             self._start_trayer()
+        if self.with_panel:
+            self._start_panel()
 
     def stop(self) -> None:
         """Stop every process group this desktop started, newest first. Idempotent."""
@@ -324,6 +372,8 @@ class Desktop:
             needed += ["dunst", "dunstctl", "notify-send"]
         if self.with_tray:
             needed.append("trayer")
+        if self.with_panel:
+            needed.append("xfce4-panel")
         return needed
 
     @staticmethod
@@ -508,11 +558,11 @@ class Desktop:
 
         def registered() -> bool:
             self._check_alive("atspi", proc)
-            return self._bus_has_name("org.a11y.Bus")
+            return self.bus_has_name("org.a11y.Bus")
 
         wait_for(registered, self.start_timeout, "the accessibility bus (org.a11y.Bus)")
 
-    def _bus_has_name(self, name: str) -> bool:
+    def bus_has_name(self, name: str) -> bool:
         out = subprocess.run(
             [
                 "dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
@@ -538,6 +588,59 @@ class Desktop:
             return out.returncode == 0 and out.stdout.strip() in ("true", "false")
 
         wait_for(answering, self.start_timeout, "dunst on the private bus")
+
+    def _start_panel(self) -> None:
+        """xfconfd with a one-panel config, then xfce4-panel (as root it needs --disable-wm-check)."""
+        xfconfd = xfconfd_path()
+        if xfconfd is None:
+            raise DesktopError("xfconfd is not installed (package xfconf)")
+        channel = Path(self.env["XDG_CONFIG_HOME"]) / "xfce4" / "xfconf" / "xfce-perchannel-xml"
+        channel.mkdir(parents=True, exist_ok=True)
+        (channel / "xfce4-panel.xml").write_text(PANEL_XML.format(height=PANEL_HEIGHT))
+        proc = self.spawn("xfconfd", [xfconfd])
+
+        def answering() -> bool:
+            self._check_alive("xfconfd", proc)
+            return self.bus_has_name("org.xfce.Xfconf")
+
+        wait_for(answering, self.start_timeout, "xfconfd on the private bus")
+        self.start_panel()
+
+    def start_panel(self) -> None:
+        """Start xfce4-panel and wait until it owns the StatusNotifierWatcher and is on screen."""
+        proc = self.panel_proc = self.spawn("panel", ["xfce4-panel", "--disable-wm-check"])
+
+        def ready() -> bool:
+            self._check_alive("panel", proc)
+            return self.bus_has_name(SNI_WATCHER) and self.panel_geometry() is not None
+
+        wait_for(ready, self.start_timeout, f"xfce4-panel to own {SNI_WATCHER}")
+
+    def kill_panel(self) -> None:
+        """Kill the panel (as a crash or a panel restart would) and wait until its watcher is gone."""
+        if self.panel_proc is not None:
+            self.terminate(self.panel_proc)
+            self.panel_proc = None
+        wait_for(lambda: not self.bus_has_name(SNI_WATCHER), self.start_timeout, "the watcher to leave the bus")
+
+    def panel_geometry(self) -> Geometry | None:
+        """Where the xfce4-panel window is, or None when it is not mapped."""
+        for w in self.top_level_windows():
+            if w.mapped and "xfce4-panel" in w.wm_class and w.geometry.height >= PANEL_HEIGHT // 2:
+                return w.geometry
+        return None
+
+    def sni_items(self) -> list[str]:
+        """The watcher's RegisteredStatusNotifierItems ("bus-name/object-path" each)."""
+        from jeepney import DBusAddress, Properties
+        from jeepney.io.blocking import open_dbus_connection
+
+        watcher = DBusAddress("/StatusNotifierWatcher", bus_name=SNI_WATCHER, interface=SNI_WATCHER)
+        with open_dbus_connection(self.bus_address) as conn:
+            reply = conn.send_and_get_reply(Properties(watcher).get("RegisteredStatusNotifierItems"), timeout=5)
+        if reply.header.message_type.name == "error":
+            raise DesktopError(f"no StatusNotifierWatcher answered: {reply.body}")
+        return list(reply.body[0][1])
 
     def _start_trayer(self) -> None:
         tint = "0x%02x%02x%02x" % TRAY_TINT
