@@ -201,17 +201,21 @@ class Agent:
                 return None
             peers = None if build_all else self._peers_to_poll()
             known = None if build_all else self._tracker.recorded
-            fetched = self._fetch_all(known) if peers is None else self._fetch_peers(peers, known)
+            if peers is None:
+                fetched = self._fetch_all(known, None if build_all else self._whole_list_by_id())
+            else:
+                fetched = self._fetch_peers(peers, known)
             if fetched is None:
                 return None
             transfers, covered = fetched
             now = self._clock()
             unreadable = transfers.skipped
             full = covered is None
+            whole = full or transfers.by_id
             if unreadable or full:
                 self._note_unreadable(unreadable)
-            changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable),
-                                              peers=covered, also_listed=transfers.recorded_ids)
+            changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable), peers=covered,
+                                              also_listed=transfers.recorded_ids, whole_list=whole)
             # Those ids are strings of the parsed body, spread through all its memory: dropped
             # before anything long-lived is allocated, so that memory can go back (see _trim_heap).
             transfers.recorded_ids = ()
@@ -223,7 +227,7 @@ class Agent:
             if self._store_failing:
                 self._store_failing = False
                 log.warning("state saved again")
-            self._after_poll(full)
+            self._after_poll(full, whole)
             if changes.initialized:
                 # The history just recorded holds ids cut from the parsed body: reloaded from the
                 # store, they are compact, and the body's memory goes back (10,000 listed: -10 MB).
@@ -262,20 +266,57 @@ class Agent:
             return None
         return peers
 
-    def _after_poll(self, full: bool) -> None:
+    def _whole_list_by_id(self) -> frozenset[str] | None:
+        """The followed ids, when this poll may read slskd's whole list for its ids only.
+
+        That is when the whole list is read because idle_interval has passed (or nothing is
+        followed): if every id in it is recorded or followed, it holds nothing new, and the
+        followed peers' own lists give their records (client.list_downloads, `followed`).
+        None, and the whole list is built, whenever a reason in _peers_to_poll other than the
+        interval holds, or the followed peers cannot all be read one by one.
+        """
+        p = self.config.poll
+        tracker = self._tracker
+        if self._full_due or p.max_peers <= 0 or not tracker.initialized or tracker.needs_full_poll():
+            return None
+        peers = tracker.peers()
+        if len(peers) > p.max_peers or "" in peers or any(d.missing_polls for d in tracker.active):
+            return None
+        return tracker.followed_ids()
+
+    def _after_poll(self, full: bool, whole: bool) -> None:
         """After a committed poll: when the next one must read the whole list."""
+        if whole:
+            self._last_full = time.monotonic()
         if full:
             self._full_due = False
-            self._last_full = time.monotonic()
         elif any(d.missing_polls for d in self._tracker.active):
             self._full_due = True  # absence is confirmed against the whole list, poll by poll
 
-    def _fetch_all(self, known: Mapping[str, Kind] | None) -> tuple[Downloads, frozenset[str] | None] | None:
+    def _fetch_all(
+        self, known: Mapping[str, Kind] | None, followed: frozenset[str] | None = None,
+    ) -> tuple[Downloads, frozenset[str] | None] | None:
+        """Read slskd's whole list; by id only when `followed` is given and nothing in it is new.
+
+        Read by id, the poll then reads the followed peers' lists and covers those peers.
+        """
         try:
-            return self._client.list_downloads(known=known), None
+            listed = self._client.list_downloads(known=known, followed=followed)
         except SlskdError as exc:
             self._on_failure(exc)
             return None
+        if not listed.by_id:
+            return listed, None
+        peers = self._tracker.peers()
+        if not peers:
+            return listed, frozenset()
+        fetched = self._fetch_peers(peers, known)
+        if fetched is None or fetched[1] is None:
+            return fetched  # failed, or no peer's list answered and the whole list was built
+        got, covered = fetched
+        got.recorded_ids.extend(listed.recorded_ids)  # type: ignore[union-attr] - a list from _fetch_peers
+        got.by_id = True
+        return got, covered
 
     def _fetch_peers(
         self, peers: frozenset[str], known: Mapping[str, Kind] | None,
