@@ -27,6 +27,8 @@ from trayagent.slskd import (
     SlskdNotFound,
     SlskdUnauthorized,
     SlskdUnreachable,
+    known_ids_only,
+    listed_ids,
     parse_downloads,
 )
 
@@ -814,3 +816,61 @@ def test_parse_with_the_stdlib_fallback_is_identical(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(slskd_mod, "orjson", None)
     fallback = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
     assert list(fallback) == list(with_orjson) and fallback.recorded_ids == [GUID]
+
+
+# ----------------------------------------------------------------- the whole list read by id (issue 12)
+
+GUID3 = "99999999-8888-7777-6666-555555555555"
+
+
+def test_listed_ids_finds_every_id_compact_or_indented() -> None:
+    records = [transfer(), transfer(id=GUID2, username="bob"), transfer(id=GUID3, filename='has "id":"x" in it')]
+    for body in (json.dumps(nested(*records), separators=(",", ":")), json.dumps(nested(*records), indent=2)):
+        assert listed_ids(body.encode()) == [GUID, GUID2, GUID3]
+
+
+@pytest.mark.parametrize("body", [
+    b"[]",  # nothing to go by: parsed (cheap), never read as "slskd lists nothing"
+    b'{"message": "Service Unavailable"}',
+    b'{"username": "alice", "directories": []}',
+    json.dumps(nested(transfer(), transfer(id=12345))).encode(),  # an id that is not a string
+    json.dumps(nested(transfer(), transfer(id="ab\"c"))).encode(),  # an id with an escape
+    json.dumps(nested(transfer(), transfer(id="caf\u00e9"))).encode(),
+    json.dumps(nested(transfer(id="café"), transfer()), ensure_ascii=False).encode(),  # not ASCII
+    json.dumps(nested(transfer(), transfer(id=""))).encode(),
+    json.dumps(nested(transfer(state="id"))).encode(),  # a string value that reads "id"
+    json.dumps(nested(transfer(), transfer(id=GUID2)))[:-40].encode(),  # cut short
+])
+def test_listed_ids_is_unsure_rather_than_short(body: bytes) -> None:
+    assert listed_ids(body) is None
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_listed_ids_never_misses_an_id_a_parse_sees(name: str) -> None:
+    """Whatever the strings hold, the ids found include every id the parser reads (or it is unsure)."""
+    fields = ("filename", "username", "state", "exception", "requestedAt")
+    records = [transfer(id=f"{i:08d}-0000-0000-0000-000000000000", **{f: name + f'"id":"{GUID}"'})
+               for i, f in enumerate(fields)]
+    for ascii_only in (True, False):
+        body = json.dumps(nested(*records), ensure_ascii=ascii_only).encode()
+        found = listed_ids(body)
+        assert found is None or {t.id for t in parse_downloads(body)} <= set(found)
+
+
+def test_a_list_of_known_ids_comes_back_by_id_and_a_new_id_gets_it_parsed() -> None:
+    body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress"))).encode()
+    got = known_ids_only(body, {GUID: Kind.SUCCEEDED}, frozenset({GUID2}))
+    assert got is not None and got.by_id and list(got) == [] and got.recorded_ids == [GUID, GUID2]
+    assert known_ids_only(body, {GUID: Kind.SUCCEEDED}, frozenset()) is None  # GUID2 is new
+
+
+def test_list_downloads_reads_by_id_only_when_asked_and_nothing_is_new(mock: responses.RequestsMock) -> None:
+    body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress")))
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
+    client = key_client()
+    known = {GUID: Kind.SUCCEEDED}
+    by_id = client.list_downloads(known=known, followed=frozenset({GUID2}))
+    assert by_id.by_id and list(by_id) == [] and sorted(by_id.recorded_ids) == sorted([GUID, GUID2])
+    built = client.list_downloads(known=known, followed=frozenset())
+    assert not built.by_id and [t.id for t in built] == [GUID2] and built.recorded_ids == [GUID]
+    assert [t.id for t in client.list_downloads(known=known)] == [GUID2]  # not asked: parsed

@@ -66,6 +66,7 @@ class Agent:
                             restart_window=t.restart_window)
         self._tracker: Tracker = self._store.load_tracker(self._rules)
         self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
+        self._compact_due = False  # the first start's history is compacted at the next poll
         self._store_failing = False
         self._unreadable_warned = False
         self._clock = clock
@@ -188,7 +189,16 @@ class Agent:
         poll counts for nothing and the tracker is as it was before it (reloaded from the
         store after a failed commit), so the next poll redoes the work.
         """
-        return self._poll() is not None
+        ok = self._poll() is not None
+        self._compact_if_due()  # what the poll read is gone by now
+        return ok
+
+    def _compact_if_due(self) -> None:
+        """After the first start's baseline, once nothing else of the body it read is alive."""
+        if self._compact_due:
+            with self._lock:
+                self._compact_due = False
+                self._tracker.compact()
 
     def _poll(self, *, build_all: bool = False) -> Sequence[Transfer] | None:
         """poll_once, returning what it read (None on failure).
@@ -199,6 +209,7 @@ class Agent:
         with self._lock:
             if self._tracker_stale and not self._reload_tracker():
                 return None
+            self._compact_if_due()
             peers = None if build_all else self._peers_to_poll()
             known = None if build_all else self._tracker.recorded
             if peers is None:
@@ -229,9 +240,9 @@ class Agent:
                 log.warning("state saved again")
             self._after_poll(full, whole)
             if changes.initialized:
-                # The history just recorded holds ids cut from the parsed body: reloaded from the
-                # store, they are compact, and the body's memory goes back (10,000 listed: -10 MB).
-                self._reload_tracker()
+                # The history just recorded holds ids cut from the parsed body: compacted once nothing
+                # else of the body is left (see Tracker.compact), its memory goes back.
+                self._compact_due = True
             self.polls += 1
             self._on_success()
             if events:
