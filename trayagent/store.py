@@ -23,8 +23,20 @@ from trayagent.tracker import Changes, Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HISTORY_LIMIT = 1000
+#: How many issued actions (retries, cancels) are remembered; the oldest are forgotten first.
+ISSUED_LIMIT = 5000
+
+#: Actions trayagent took on slskd downloads that later reconciles must know about: a retried
+#: failure is not offered again; a download it cancelled ends as cancelled, whatever slskd shows.
+RETRY, CANCEL = "retry", "cancel"
+_ISSUED_TABLE = """CREATE TABLE IF NOT EXISTS issued (
+    transfer_id TEXT NOT NULL, action TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (transfer_id, action))"""
+
+#: Schema changes, by the version they lead to; applied in order to an older state file.
+_MIGRATIONS: dict[int, str] = {2: _ISSUED_TABLE}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -70,12 +82,22 @@ class Store:
 
     def _check_version(self) -> None:
         row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise StoreError(
                 f"state file {self.path} was written by a newer trayagent (schema {row[0]})"
             )
+        found = int(row[0]) if row is not None else 1  # _SCHEMA holds the version-1 tables
+        if found == SCHEMA_VERSION and row is not None:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                self._db.execute(_MIGRATIONS[version])
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -180,6 +202,22 @@ class Store:
                 raise
         return numbered
 
+    def note_issued(self, action: str, transfer_ids: Iterable[str], at: datetime) -> None:
+        """Remember that trayagent retried or cancelled these downloads (survives restarts)."""
+        with self._lock:
+            _insert_issued(self._db, action, transfer_ids, at)
+
+    def issued(self, after: int = 0) -> tuple[list[tuple[str, str]], int]:
+        """(action, transfer id) noted after row `after`, also by other processes; and the last row.
+
+        Rows only grow, so a caller keeps the last row and asks for what is new on each poll.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, action, transfer_id FROM issued WHERE rowid > ? ORDER BY rowid", (after,)
+            ).fetchall()
+        return [(r[1], r[2]) for r in rows], (rows[-1][0] if rows else after)
+
     def ack(self, events: Iterable[Event]) -> None:
         """Forget delivered events."""
         seqs = [(e.seq,) for e in events if e.seq is not None]
@@ -187,6 +225,35 @@ class Store:
             return
         with self._lock:
             self._db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+
+
+def note_issued_elsewhere(path: Path | str, action: str, transfer_ids: Iterable[str], at: datetime) -> None:
+    """Note an action in an agent's state file from another process (e.g. `trayagent sync`).
+
+    Does nothing when the state file does not exist: no agent has run, so none can misreport.
+    """
+    if not Path(path).is_file():
+        return
+    db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    try:
+        db.execute(_ISSUED_TABLE)
+        _insert_issued(db, action, transfer_ids, at)
+    finally:
+        db.close()
+
+
+def _insert_issued(db: sqlite3.Connection, action: str, transfer_ids: Iterable[str], at: datetime) -> None:
+    rows = [(tid, action, iso(at)) for tid in transfer_ids]
+    if not rows:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR IGNORE INTO issued (transfer_id, action, at) VALUES (?, ?, ?)", rows)
+        db.execute("DELETE FROM issued WHERE rowid <= (SELECT MAX(rowid) FROM issued) - ?", (ISSUED_LIMIT,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _with_seq(ev: Event, seq: int | None) -> Event:
