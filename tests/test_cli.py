@@ -197,3 +197,15 @@ def test_download_dir_is_learnt_from_slskd_only_when_local(sim: Any, tmp_path: P
         assert len([r for r in sim.requests if r.path.endswith("/api/v0/options")]) == len(asked) == 1
     finally:
         agent.stop()
+
+
+def test_demo_without_a_display_runs_headless_and_does_not_try_desktop_notifications(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLSKD_", "DISPLAY", "DBUS_", "WAYLAND_"))}
+    env.update(HOME=str(tmp_path), XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    r = subprocess.run([sys.executable, "-m", "trayagent", "demo", "--speedup", "40", "--duration", "2.5"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "(no display: headless, events print here)" in lines[0], r.stderr
+    assert "completed" in r.stdout or "added" in r.stdout  # the events print on stdout instead

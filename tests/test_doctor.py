@@ -278,3 +278,18 @@ def test_cli_doctor_wiring(sim: Simulator, tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"OK   config: {cfg} (valid)" in out
+
+
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_a_key_too_short_for_slskd_is_named_as_such(sim: Simulator, tmp_path: Path, where: str) -> None:
+    short = "lskd"  # slskd accepts keys of 16 to 255 characters: it cannot have this one
+    if where == "file":
+        cfg = write_config(tmp_path / "config.toml", sim.url, key=short)
+        code, lines, text = doctor_run(tmp_path, cfg)
+    else:
+        cfg = write_config(tmp_path / "config.toml", sim.url)
+        code, lines, text = doctor_run(tmp_path, cfg, env={"SLSKD_API_KEY": short})
+    assert code == 1
+    config = line(lines, "config")
+    assert config.startswith("FAIL config:") and "too short for slskd (4 characters" in config, config
+    assert "16 to 255" in config and "s***" not in text
