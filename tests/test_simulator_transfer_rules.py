@@ -43,6 +43,15 @@ def test_a_file_listed_twice_fails_the_whole_enqueue_with_500(sim: Simulator, ht
     assert len(body["enqueued"]) == 1 and body["failed"] == [{}]
 
 
+def test_enqueue_needs_slskd_logged_in_to_find_the_peer(sim: Simulator, http: requests.Session) -> None:
+    sim.set_logged_in(False)
+    r = http.post(f"{sim.url}{DL}/carol", json=[{"filename": A, "size": 10}])
+    assert r.status_code == 500 and "logged in" in r.json()
+    assert sim.transfers() == []
+    sim.set_logged_in(True)
+    assert http.post(f"{sim.url}{DL}/carol", json=[{"filename": A, "size": 10}]).status_code == 201
+
+
 def test_enqueued_records_have_no_attempt_until_one_starts(sim: Simulator, http: requests.Session) -> None:
     (rec,) = http.post(f"{sim.url}{DL}/carol", json=[{"filename": A, "size": 10}]).json()["enqueued"]
     assert rec["attempts"] == 0 and rec["state"] == "Queued, Locally"

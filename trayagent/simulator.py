@@ -1460,6 +1460,11 @@ class Simulator:
             if len({(i["filename"], i["size"]) for i in items}) != len(items):
                 return _error_500(DUPLICATE_FILES_MESSAGE)  # the whole request fails
             with self._lock:
+                if not self._logged_in or self._relogging:
+                    # The peer's address comes from the Soulseek server (GetUserEndPointAsync);
+                    # Soulseek.NET refuses that while logged out. Wording approximated.
+                    return _error_500("The server connection must be connected and logged in to "
+                                      "get the endpoint of a user (currently: Disconnected)")
                 if user in self._offline:
                     return _error_500(f"User {user} appears to be offline")
                 delay = self.enqueue_delays.get(user, 0.0)
