@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentproc import ROOT, write_config
+from agentproc import ROOT, EventSink, write_config
 from conftest import API_KEY
 
 from trayagent.cli import main
@@ -135,19 +135,6 @@ def test_retry_failed_reenqueues_same_peer_and_file(sim: Any, tmp_path: Path, mo
         agent.stop()
 
 
-class _Collect:
-    """A notifier that keeps what it was given (the agent's sink protocol, for a real Agent)."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def notify(self, events: Any) -> None:
-        self.events.extend(events)
-
-    def close(self) -> None:
-        pass
-
-
 def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp_path: Path, monkeypatch: Any) -> None:
     from trayagent.agent import Agent
     from trayagent.config import load_config
@@ -164,7 +151,7 @@ def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp
     cfg = load_config(write_config(tmp_path / "c.toml", sim.url, API_KEY,
                                    sync={"playlists": [str(playlist)], "searches_per_minute": 600}), env={})
     agent = Agent(cfg)
-    sink = _Collect()
+    sink = EventSink()
     agent.add_notifier(sink)
     seen: list[str | None] = []
     agent.subscribe(lambda s: seen.append(s.sync_status))

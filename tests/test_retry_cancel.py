@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from agentproc import quiet_for, write_config
+from agentproc import EventSink, quiet_for, write_config
 from conftest import API_KEY
 
 from trayagent.agent import Agent
@@ -24,17 +24,6 @@ from trayagent.store import CANCEL, note_issued_elsewhere
 
 ONE = "@@x\\Album\\01 - One.flac"
 TWO = "@@x\\Album\\02 - Two.flac"
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def notify(self, events: Any) -> None:
-        self.events.extend(events)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -152,7 +141,7 @@ def test_an_enqueue_that_never_took_effect_stays_retryable(make: Any, sim: Simul
 def test_cancel_between_slskd_retries_is_reported_as_cancelled(make: Any, sim: Simulator) -> None:
     sim.cancel_delay = 0.0
     agent = make()
-    sink = _Collect()
+    sink = EventSink()
     agent.add_notifier(sink)
     tid = sim.add_download("carol", ONE, 100, state="InProgress")
     assert agent.poll_once()
@@ -189,7 +178,7 @@ def test_the_sync_in_the_agent_notes_its_cancels(make: Any, sim: Simulator, monk
     import trayagent.sync as sync
 
     agent = make()
-    sink = _Collect()
+    sink = EventSink()
     agent.add_notifier(sink)
     tid = sim.add_download("carol", ONE, 100, state="InProgress")
     assert agent.poll_once()

@@ -138,7 +138,7 @@ def _wait_for_signal(stop: threading.Event, timeout: float | None = None) -> Non
 
 
 def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False,
-                   desktop: bool = True) -> Any:
+                   with_desktop: bool = True) -> Any:
     """Attach the event sinks; returns the desktop notifier (the tray pauses it), if any."""
     from trayagent import notify
 
@@ -146,7 +146,7 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
         agent.add_notifier(notify.JsonLinesNotifier(sys.stdout))
     elif console:
         agent.add_notifier(notify.ConsoleNotifier(sys.stdout))
-    if desktop and config.notifications.enabled and not getattr(args, "no_notify", False):
+    if with_desktop and config.notifications.enabled and not getattr(args, "no_notify", False):
         desktop = notify.make_notifier("desktop", config)
         agent.add_notifier(desktop)
         return desktop
@@ -252,7 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"trayagent demo: simulated slskd at {url} ({mode}); Ctrl-C to stop", file=sys.stderr)
         agent = Agent(config, watch_server=not headless)
         # Without a display no notification can be seen: don't try (and warn) at all.
-        desktop = _notifiers_for(args, config, agent, console=True, desktop=display)
+        desktop = _notifiers_for(args, config, agent, console=True, with_desktop=display)
         until = None
         if headless and args.duration is None:
             until = lambda: sim.scenario_done() and not agent.state().active  # noqa: E731
