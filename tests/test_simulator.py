@@ -22,8 +22,8 @@ from trayagent.simulator import DEFAULT_API_KEY, Simulator, format_time, format_
 
 API = "/api/v0"
 DL = f"{API}/transfers/downloads"
-NO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}$")
-WITH_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")
+NO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,6}[1-9])?$")  # trailing zeros trimmed
+WITH_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,6}[1-9])?Z$")
 TIMESPAN = re.compile(r"^-?(\d+\.)?\d{2}:\d{2}:\d{2}(\.\d{7})?$")
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FILE = "@@music\\Artist\\Album (2001)\\01 - Intro.flac"
@@ -101,7 +101,9 @@ def test_timestamps_and_timespans_use_dotnet_formats(sim: Simulator, http: reque
     assert parse_time(t["endedAt"]) >= parse_time(t["startedAt"])  # type: ignore[operator]
     assert format_timespan(93784.5) == "1.02:03:04.5000000"
     assert format_timespan(-1.25) == "-00:00:01.2500000"
-    assert format_time(0.5, True) == "1970-01-01T00:00:00.5000000Z"
+    assert format_time(0.5, True) == "1970-01-01T00:00:00.5Z"  # System.Text.Json trims the fraction
+    assert format_time(1.0000001, False) == "1970-01-01T00:00:01.0000001"
+    assert format_time(2.0, True) == "1970-01-01T00:00:02Z"
 
 
 def test_state_changes_stamp_times_and_allow_negative_bytes_remaining(sim: Simulator) -> None:

@@ -104,13 +104,15 @@ def is_completed(state: str) -> bool:
 
 
 def format_time(epoch: float, utc_z: bool) -> str:
-    """.NET DateTime ISO form with 7 fractional digits; `Z` only for UTC-kind values."""
+    """A DateTime as System.Text.Json writes it: ISO 8601, up to 7 fractional digits with trailing
+    zeros trimmed (none on a whole second); `Z` only for UTC-kind values."""
     whole = math.floor(epoch)
     ticks = int(round((epoch - whole) * 10_000_000))
     if ticks >= 10_000_000:
         whole, ticks = whole + 1, ticks - 10_000_000
     stamp = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{ticks:07d}{'Z' if utc_z else ''}"
+    frac = f"{ticks:07d}".rstrip("0")
+    return f"{stamp}{'.' + frac if frac else ''}{'Z' if utc_z else ''}"
 
 
 def format_timespan(seconds: float) -> str:
