@@ -165,7 +165,8 @@ def test_a_cancel_made_by_another_process_is_reported_as_cancelled(make_agent: A
     agent.wait_event("started", id=tid)
     sim.set_state(tid, "Completed, Errored", exception="Remote connection closed")
     sim.set_state(tid, "Queued, Locally")
-    note_issued_elsewhere(agent.state_dir / "trayagent.sqlite3", CANCEL, [tid], utcnow())
+    state = next(agent.state_dir.glob("slskd-*.sqlite3"))  # the agent's, keyed by the slskd instance
+    note_issued_elsewhere(state, CANCEL, [tid], utcnow())
     sim.set_state(tid, "Completed, Errored")  # what slskd shows after that cancel
     agent.wait_event("cancelled", id=tid)
     quiet_for(agent, 1.0)
@@ -201,10 +202,11 @@ def test_trayagent_sync_notes_its_cancels_for_the_agent(sim: Simulator, tmp_path
     """`trayagent sync` runs beside the agent: its cancels go into the agent's state file."""
     import trayagent.sync as sync
     from trayagent.cli import main
+    from trayagent.config import instance_state_path
     from trayagent.store import Store
 
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
-    state = tmp_path / "state" / "trayagent.sqlite3"
+    state = instance_state_path(sim.url)
     Store(state).close()  # an agent has run
     tid = sim.add_download("carol", ONE, 100, state="Queued, Remotely")
 
