@@ -18,6 +18,8 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: slskd accepts API keys of 16 to 255 characters, and so does trayagent's config.
+BENCH_KEY = "bench-key-0123456789"
 
 
 def machine() -> str:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path)
-from _common import (agent_cmd, agent_env, cpu_seconds, download_polls, header, populate_history, rss_mb,
+from _common import (BENCH_KEY, agent_cmd, agent_env, cpu_seconds, download_polls, header, populate_history, rss_mb,
                      spawn, stop, wait_for, write_config)
 
 from trayagent.simulator import Simulator
@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--history", type=int, default=2000, help="finished transfers slskd lists")
     args = ap.parse_args(argv)
     header(f"idle cost: run --headless --json, idle slskd listing {args.history:,} finished transfers")
-    with tempfile.TemporaryDirectory(prefix="trayagent-bench-") as tmp, Simulator(api_key="bench-key") as sim:
+    with tempfile.TemporaryDirectory(prefix="trayagent-bench-") as tmp, Simulator(api_key=BENCH_KEY) as sim:
         root = Path(tmp)
         populate_history(sim, args.history)
-        cfg = write_config(root / "config.toml", sim.url, "bench-key", cleanup={"enabled": False})
+        cfg = write_config(root / "config.toml", sim.url, BENCH_KEY, cleanup={"enabled": False})
         err_path = root / "stderr.txt"
         with err_path.open("wb") as err:
             proc = spawn(agent_cmd(cfg, python_flags=("-X", "importtime")),

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import _common  # noqa: F401  (sys.path)
-from _common import header, naive_from_json
+from _common import BENCH_KEY, header, naive_from_json
 from gen import Session
 
 import trayagent.slskd as slskd
@@ -188,7 +188,7 @@ def agent_polls(bodies: list[bytes], workdir: Path) -> list[float]:
 
     server = BodyServer()
     clock = [T0]
-    config = Config(slskd=SlskdConfig(url=server.url, api_key="bench"))
+    config = Config(slskd=SlskdConfig(url=server.url, api_key=BENCH_KEY))
     agent = Agent(config, store=Store(workdir / f"agent-{len(bodies[0])}.db"), clock=lambda: clock[0])
     out = []
     try:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path)
-from _common import (agent_cmd, agent_env, download_polls, header, peer_polls, populate_history, spawn, stop,
+from _common import (BENCH_KEY, agent_cmd, agent_env, download_polls, header, peer_polls, populate_history, spawn, stop,
                      wait_for, write_config)
 
 from trayagent.config import PollConfig
@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     header(f"requests per minute (intervals x {args.scale:g}: active {poll['active_interval']:g} s,"
            f" idle {poll['idle_interval']:g} s, max backoff {poll['max_backoff']:g} s)")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="trayagent-bench-") as tmp, Simulator(api_key="bench-key") as sim:
+    with tempfile.TemporaryDirectory(prefix="trayagent-bench-") as tmp, Simulator(api_key=BENCH_KEY) as sim:
         root = Path(tmp)
         populate_history(sim, 500)
-        cfg = write_config(root / "config.toml", sim.url, "bench-key", poll=poll, cleanup={"enabled": False},
+        cfg = write_config(root / "config.toml", sim.url, BENCH_KEY, poll=poll, cleanup={"enabled": False},
                            notifications={"enabled": False})
         proc = spawn(agent_cmd(cfg), agent_env(root / "state", root / "home"))
         try:

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path)
-from _common import agent_cmd, agent_env, download_polls, header, populate_history, spawn, stop, wait_for, write_config
+from _common import (BENCH_KEY, agent_cmd, agent_env, download_polls, header, populate_history, spawn, stop,
+                     wait_for, write_config)
 
 from trayagent.simulator import Simulator
 
@@ -27,7 +28,7 @@ TARGET = 0.5
 
 
 def first_poll(sim: Simulator, root: Path, flags: tuple[str, ...] = (), stderr: object = subprocess.DEVNULL) -> float:
-    cfg = write_config(root / "config.toml", sim.url, "bench-key", cleanup={"enabled": False},
+    cfg = write_config(root / "config.toml", sim.url, BENCH_KEY, cleanup={"enabled": False},
                        notifications={"enabled": False})
     sim.clear_requests()
     env = agent_env(root / "state", root / "home")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=15)
     args = ap.parse_args(argv)
     header("start-up: process start to first poll")
-    with Simulator(api_key="bench-key") as sim:
+    with Simulator(api_key=BENCH_KEY) as sim:
         populate_history(sim, 2000)
         times = []
         for _ in range(args.runs):

@@ -135,3 +135,16 @@ def _matches(e: dict[str, Any], event: str, match: dict[str, Any]) -> bool:
 def quiet_for(agent: AgentProcess, seconds: float) -> None:
     """Let the agent run a while (to prove something does NOT happen)."""
     time.sleep(seconds)
+
+
+class EventSink:
+    """A notifier that keeps what it was given (the agent's sink protocol, for an in-process Agent)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def notify(self, events: Any) -> None:
+        self.events.extend(events)
+
+    def close(self) -> None:
+        pass

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentproc import ROOT, write_config
+from agentproc import ROOT, EventSink, write_config
 from conftest import API_KEY
 
 from trayagent.cli import main
@@ -136,19 +136,6 @@ def test_retry_failed_reenqueues_same_peer_and_file(sim: Any, tmp_path: Path, mo
         agent.stop()
 
 
-class _Collect:
-    """A notifier that keeps what it was given (the agent's sink protocol, for a real Agent)."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def notify(self, events: Any) -> None:
-        self.events.extend(events)
-
-    def close(self) -> None:
-        pass
-
-
 def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp_path: Path, monkeypatch: Any) -> None:
     from trayagent.agent import Agent
     from trayagent.config import load_config
@@ -166,7 +153,7 @@ def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp
                                    sync={"playlists": [str(playlist)], "searches_per_minute": 600,
                                          "search_timeout": 0.05}), env={})
     agent = Agent(cfg)
-    sink = _Collect()
+    sink = EventSink()
     agent.add_notifier(sink)
     seen: list[str | None] = []
     agent.subscribe(lambda s: seen.append(s.sync_status))
@@ -199,3 +186,15 @@ def test_download_dir_is_learnt_from_slskd_only_when_local(sim: Any, tmp_path: P
         assert len([r for r in sim.requests if r.path.endswith("/api/v0/options")]) == len(asked) == 1
     finally:
         agent.stop()
+
+
+def test_demo_without_a_display_runs_headless_and_does_not_try_desktop_notifications(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLSKD_", "DISPLAY", "DBUS_", "WAYLAND_"))}
+    env.update(HOME=str(tmp_path), XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    r = subprocess.run([sys.executable, "-m", "trayagent", "demo", "--speedup", "40", "--duration", "2.5"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "(no display: headless, events print here)" in lines[0], r.stderr
+    assert "completed" in r.stdout or "added" in r.stdout  # the events print on stdout instead

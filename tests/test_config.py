@@ -594,3 +594,18 @@ def test_tray_backend_setting(tmp_path: Path) -> None:
         load_text(tmp_path, base + '[tray]\nbackend = "kde"\n')
     assert str(err.value).endswith('[tray] backend must be one of auto, sni, xembed, none (got "kde")')
     assert "\n" not in str(err.value)
+
+
+def test_an_api_key_slskd_could_not_have_is_refused(tmp_path: Path) -> None:
+    msg = error_for(tmp_path, MINIMAL + 'api_key = "short-key"\n')
+    assert "[slskd] api_key is too short for slskd (9 characters; slskd's keys have 16 to 255)" in msg
+    assert "short-key" not in msg
+    msg = error_for(tmp_path, MINIMAL + f'api_key = "{"k" * 256}"\n')
+    assert "[slskd] api_key is too long for slskd (256 characters" in msg
+    assert load_text(tmp_path, MINIMAL + f'api_key = "{"k" * 16}"\n').slskd.api_key == "k" * 16
+
+
+def test_enqueue_timeout_is_its_own_setting(tmp_path: Path) -> None:
+    assert load_text(tmp_path, MINIMAL).slskd.enqueue_timeout == 60.0
+    assert load_text(tmp_path, MINIMAL + "enqueue_timeout = 90\n").slskd.enqueue_timeout == 90.0
+    assert "[slskd] enqueue_timeout must be a number > 0" in error_for(tmp_path, MINIMAL + "enqueue_timeout = 0\n")

@@ -107,16 +107,22 @@ def test_unreachable_port(tmp_path: Path) -> None:
         line(lines, name)
 
 
-def test_wrong_url_base(tmp_path: Path) -> None:
-    with Simulator(api_key=KEY, url_base="/slskd") as based:
-        root = based.url[: -len("/slskd")]
-        cfg = write_config(tmp_path / "config.toml", root)
-        code, lines, _ = doctor_run(tmp_path, cfg)
-        assert code == 1
-        reach = line(lines, "slskd reachable")
-        assert reach.startswith("FAIL") and "URL base" in reach and "HTTP 404" in reach
+def test_url_base_slskd_does_not_have(sim: Simulator, tmp_path: Path) -> None:
+    # slskd answers an unknown path with its web page (200, HTML), /health included: the body tells.
+    cfg = write_config(tmp_path / "config.toml", sim.url + "/slskd")
+    code, lines, _ = doctor_run(tmp_path, cfg)
+    assert code == 1
+    reach = line(lines, "slskd reachable")
+    assert reach.startswith("FAIL") and "URL base" in reach and "not slskd's JSON" in reach
 
-        write_config(cfg, based.url)
+    write_config(cfg, sim.url)
+    code, lines, text = doctor_run(tmp_path, cfg)
+    assert code == 0, text
+
+
+def test_url_base_left_out_still_works_as_with_slskd(tmp_path: Path) -> None:
+    with Simulator(api_key=KEY, url_base="/slskd") as based:  # UsePathBase serves both spellings
+        cfg = write_config(tmp_path / "config.toml", based.url[: -len("/slskd")])
         code, lines, text = doctor_run(tmp_path, cfg)
         assert code == 0, text
 
@@ -300,3 +306,18 @@ def test_cli_doctor_wiring(sim: Simulator, tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"OK   config: {cfg} (valid)" in out
+
+
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_a_key_too_short_for_slskd_is_named_as_such(sim: Simulator, tmp_path: Path, where: str) -> None:
+    short = "lskd"  # slskd accepts keys of 16 to 255 characters: it cannot have this one
+    if where == "file":
+        cfg = write_config(tmp_path / "config.toml", sim.url, key=short)
+        code, lines, text = doctor_run(tmp_path, cfg)
+    else:
+        cfg = write_config(tmp_path / "config.toml", sim.url)
+        code, lines, text = doctor_run(tmp_path, cfg, env={"SLSKD_API_KEY": short})
+    assert code == 1
+    config = line(lines, "config")
+    assert config.startswith("FAIL config:") and "too short for slskd (4 characters" in config, config
+    assert "16 to 255" in config and "s***" not in text

@@ -118,8 +118,10 @@ def test_full_disk_loses_nothing_and_hides_no_error(make_agent: Any, sim: Any) -
     assert wait_removed(sim, tid) and wait_removed(sim, late)
     time.sleep(0.5)
     assert_once(agent)
+    # Once for the polls; a consumer whose delivery progress hit the same full disk says so once more.
     said = warnings(agent, "refused the write")
-    assert len(said) == 1, agent.stderr
+    assert len([w for w in said if "took event" not in w]) == 1, agent.stderr
+    assert len([w for w in said if "took event" in w]) <= 1, agent.stderr
     assert not any("cannot rollback" in line or "Traceback" in line for line in agent.stderr), "".join(agent.stderr)
 
 

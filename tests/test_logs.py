@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -284,3 +285,24 @@ def test_log_file_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(logs.os, "open", spy)
     setup_logging(log_dir=tmp_path, stream=io.StringIO())
     assert modes == [0o600]
+
+
+def test_a_key_shorter_than_slskd_allows_is_redacted_only_as_a_whole_word() -> None:
+    register_secret("lskd")  # slskd keys have 16+ characters; this one cannot be real
+    assert redact("slskd at http://h answered; key lskd, X lskd.") == "slskd at http://h answered; key ***, X ***."
+    register_secret("k")  # far too short to hide anywhere
+    assert redact("slskd ok k") == "slskd ok k"
+    register_secret("0123456789abcdef0123")  # a real key length: hidden even inside other text
+    assert redact("url?x=pre0123456789abcdef0123post") == "url?x=pre***post"
+
+
+def test_the_client_scrubs_its_errors_with_the_same_floor(sim: Any) -> None:
+    from trayagent.config import SlskdConfig
+    from trayagent.slskd import SlskdClient, SlskdUnauthorized
+
+    assert logs.scrub("slskd said lskd", ["lskd", None, ""]) == "slskd said ***"
+    with SlskdClient(SlskdConfig(url=sim.url, api_key="lskd")) as client:
+        with pytest.raises(SlskdUnauthorized) as err:
+            client.list_downloads()
+    assert str(err.value).startswith("slskd rejected our credentials (401)")
+    assert "[slskd] api_key" in str(err.value) and "s***" not in str(err.value)

@@ -96,11 +96,11 @@ def test_unreachable_is_exit_1(cfg: Path) -> None:
     assert not cfg.exists()
 
 
-def test_wrong_url_base_is_bad_input(cfg: Path) -> None:
+def test_wrong_url_base_is_bad_input(sim: Simulator, cfg: Path) -> None:
+    # A base slskd does not have: slskd answers with its web page (HTML), not its API.
+    code, _, err = init(cfg, env={"SLSKD_API_KEY": KEY}, url=sim.url + "/slskd")
+    assert code == 2 and "URL base" in err and not cfg.exists()
     with Simulator(api_key=KEY, url_base="/slskd") as based:
-        root = based.url[: -len("/slskd")]
-        code, _, err = init(cfg, env={"SLSKD_API_KEY": KEY}, url=root)
-        assert code == 2 and "URL base" in err and not cfg.exists()
         code, _, err = init(cfg, env={"SLSKD_API_KEY": KEY}, url=based.url + "/api/v0/")
         assert code == 0, err
         assert load_config(cfg, env={}).slskd.url == based.url

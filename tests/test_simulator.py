@@ -22,8 +22,8 @@ from trayagent.simulator import DEFAULT_API_KEY, Simulator, format_time, format_
 
 API = "/api/v0"
 DL = f"{API}/transfers/downloads"
-NO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}$")
-WITH_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")
+NO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,6}[1-9])?$")  # trailing zeros trimmed
+WITH_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,6}[1-9])?Z$")
 TIMESPAN = re.compile(r"^-?(\d+\.)?\d{2}:\d{2}:\d{2}(\.\d{7})?$")
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 FILE = "@@music\\Artist\\Album (2001)\\01 - Intro.flac"
@@ -101,7 +101,9 @@ def test_timestamps_and_timespans_use_dotnet_formats(sim: Simulator, http: reque
     assert parse_time(t["endedAt"]) >= parse_time(t["startedAt"])  # type: ignore[operator]
     assert format_timespan(93784.5) == "1.02:03:04.5000000"
     assert format_timespan(-1.25) == "-00:00:01.2500000"
-    assert format_time(0.5, True) == "1970-01-01T00:00:00.5000000Z"
+    assert format_time(0.5, True) == "1970-01-01T00:00:00.5Z"  # System.Text.Json trims the fraction
+    assert format_time(1.0000001, False) == "1970-01-01T00:00:01.0000001"
+    assert format_time(2.0, True) == "1970-01-01T00:00:02Z"
 
 
 def test_state_changes_stamp_times_and_allow_negative_bytes_remaining(sim: Simulator) -> None:
@@ -118,7 +120,11 @@ def test_state_changes_stamp_times_and_allow_negative_bytes_remaining(sim: Simul
     t = sim.get(tid)
     assert t["state"] == "Completed, Errored" and "endedAt" in t
     assert t["bytesRemaining"] == -30 and t["exception"] == "Remote connection closed"
-    sim.set_state(tid, "Queued, Locally")  # a retry clears the end and the exception
+    ended = t["endedAt"]
+    sim.set_state(tid, "Queued, Locally")  # slskd's own retry: waiting, the failed attempt still shown
+    t = sim.get(tid)
+    assert t["state"] == "Queued, Locally" and t["endedAt"] == ended and t["exception"] == "Remote connection closed"
+    sim.set_state(tid, "Requested")  # the next attempt starts clean
     t = sim.get(tid)
     assert "endedAt" not in t and "exception" not in t
 
@@ -171,8 +177,16 @@ def test_auth_disabled_and_url_base() -> None:
         assert requests.get(sim.url + DL).status_code == 200
         assert requests.get(sim.url + "/health").status_code == 200
         root = f"http://127.0.0.1:{sim.port}"
-        assert requests.get(root + DL).status_code == 404
-        assert requests.get(root + "/health").status_code == 404
+        # UsePathBase serves paths without the base too, as slskd does.
+        assert requests.get(root + DL).status_code == 200 and requests.get(root + DL).json() == []
+        assert requests.get(root + "/health").text == "Healthy"
+        assert requests.get(root + "/SLSKD" + DL).status_code == 200  # the base matches case-insensitively
+        # An API path under a base slskd does not have is no route: slskd's web page answers it.
+        page = requests.get(root + "/other" + DL)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert requests.get(sim.url + "/api/v0/nope").status_code == 404
+        assert requests.get(sim.url + "/static/missing.js").status_code == 404
+        assert requests.post(root + "/other" + DL, json=[]).status_code == 404
 
 
 def test_application_version_and_server(sim: Simulator, http: requests.Session) -> None:

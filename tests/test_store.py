@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from trayagent.model import Kind, Transfer
-from trayagent.store import Store, StoreError
+from trayagent.store import CANCEL, RETRY, Store, StoreError, note_issued_elsewhere
 from trayagent.tracker import Changes, Rules
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
@@ -216,3 +216,67 @@ def test_legacy_state_is_taken_over_once(tmp_path: Path) -> None:
     assert [d.key for d in again.load_tracker(RULES).active] == ["a"]
     assert len(again.pending_events()) == 2
     again.close()
+
+
+# ----------------------------------------------------------------------------- issued actions
+
+
+def _version_1_file(path: Path) -> None:
+    """A state file as trayagent wrote it before the `issued` table existed."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+        "CREATE TABLE tracked (key TEXT PRIMARY KEY, data TEXT NOT NULL);"
+        "CREATE TABLE ended (id TEXT PRIMARY KEY, outcome TEXT NOT NULL);"
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1'); INSERT INTO ended VALUES ('gone', 'failed');"
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_state_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    _version_1_file(path)
+    store = Store(path)
+    assert store.ended_ids() == {"gone": Kind.FAILED}
+    store.note_issued(RETRY, ["a"], T0)
+    assert store.issued()[0] == [(RETRY, "a")]
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT v FROM meta WHERE k='schema'").fetchone() == ("2",)
+    db.close()
+    Store(path).close()  # opening a current file again changes nothing
+
+
+def test_issued_actions_survive_restarts_and_are_read_incrementally(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    store.note_issued(RETRY, ["r1", "r2"], T0)
+    store.note_issued(RETRY, ["r1"], at(1))  # already noted: not a new row
+    rows, last = store.issued()
+    assert rows == [(RETRY, "r1"), (RETRY, "r2")]
+    note_issued_elsewhere(path, CANCEL, ["c1"], at(2))  # another process (`trayagent sync`)
+    rows, last = store.issued(last)
+    assert rows == [(CANCEL, "c1")]
+    assert store.issued(last) == ([], last)
+    store.close()
+    again = Store(path)
+    assert again.issued()[0] == [(RETRY, "r1"), (RETRY, "r2"), (CANCEL, "c1")]
+    again.close()
+
+
+def test_issued_actions_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trayagent.store as store_module
+
+    monkeypatch.setattr(store_module, "ISSUED_LIMIT", 3)
+    store = Store(tmp_path / "s.sqlite3")
+    for i in range(6):
+        store.note_issued(CANCEL, [f"c{i}"], at(i))
+    assert [tid for _a, tid in store.issued()[0]] == ["c3", "c4", "c5"]
+    store.close()
+
+
+def test_noting_elsewhere_needs_an_existing_state_file(tmp_path: Path) -> None:
+    note_issued_elsewhere(tmp_path / "none.sqlite3", CANCEL, ["x"], T0)
+    assert not (tmp_path / "none.sqlite3").exists()

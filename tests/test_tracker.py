@@ -374,3 +374,43 @@ def test_compact_keeps_every_recorded_outcome_in_new_strings() -> None:
     assert dict(tracker.recorded) == ended
     assert all(new == old and new is not old for new, old in zip(tracker.recorded, before))
     assert all(tracker.is_recorded(tid) for tid in ids)
+
+
+# ----------------------------------------------------------------------------- cancels trayagent made
+
+
+def test_a_cancel_we_made_ends_cancelled_even_when_slskd_says_errored(tracker: Tracker) -> None:
+    a, b = gid(), gid()
+    tracker.reconcile([tr(a, "InProgress"), tr(b, "InProgress", name="other")], at(0))
+    waiting = tr(a, "Queued, Locally", exception="Remote connection closed")  # between slskd's retries
+    tracker.reconcile([waiting, tr(b, "InProgress", name="other")], at(1), cancelled={a})
+    errored = tr(a, "Completed, Errored", exception="Remote connection closed")
+    ch = tracker.reconcile([errored, tr(b, "Completed, Errored", name="other")], at(2), cancelled={a})
+    assert [(e.event, e.id) for e in ch.events] == [(EventType.CANCELLED, a)], "no settling for our own cancel"
+    assert tracker.recorded_outcome(a) is Kind.CANCELLED
+    ch = tracker.reconcile([errored, tr(b, "Completed, Errored", name="other")], at(70), cancelled={a})
+    assert [(e.event, e.id) for e in ch.events] == [(EventType.FAILED, b)]  # nobody cancelled b
+
+
+def test_a_cancel_follows_the_download_across_its_ids(tracker: Tracker) -> None:
+    old, new = gid(), gid()
+    tracker.reconcile([tr(old, "InProgress")], at(0))
+    tracker.reconcile([tr(old, "Completed, Errored", exception="Application shut down"),
+                       tr(new, "Queued, Locally")], at(1))
+    ch = tracker.reconcile([tr(new, "Completed, Errored")], at(2), cancelled={old})
+    assert kinds(ch) == ["cancelled"]
+
+
+def test_a_cancelled_download_that_vanishes_is_cancelled_not_missing(tracker: Tracker) -> None:
+    a = gid()
+    tracker.reconcile([tr(a, "Queued, Remotely")], at(0))
+    for i in range(1, 4):
+        ch = tracker.reconcile([], at(i), cancelled={a})
+    assert kinds(ch) == ["cancelled"]
+
+
+def test_a_cancelled_download_that_succeeded_anyway_is_a_success(tracker: Tracker) -> None:
+    a = gid()
+    tracker.reconcile([tr(a, "InProgress")], at(0))
+    ch = tracker.reconcile([tr(a, "Completed, Succeeded")], at(1), cancelled={a})
+    assert kinds(ch) == ["completed"]

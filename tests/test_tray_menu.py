@@ -257,7 +257,8 @@ class FakeBackend:
     def run(self, ready: Callable[[], None]) -> None:
         if self.fail == "run":
             raise UnicodeEncodeError("latin-1", "…", 0, 1, "ordinal not in range(256)")
-        ready()
+        if self.fail != "never_shown":  # pystray's XEmbed icon that never docks never calls back
+            ready()
         self.stopped.wait(10)
 
     def update(self, view: TrayView, *, icon: bool, title: bool, menu: bool) -> None:
@@ -478,6 +479,21 @@ class TestLadder:
         app.stop()
         th.join(5)
         assert not th.is_alive() and agent.log.count("agent.start") == 1
+
+    def test_an_icon_that_never_appears_does_not_hold_up_polling(self, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+        import trayagent.tray as tray
+
+        monkeypatch.setattr(tray, "READY_GRACE", 0.2)
+        agent = FakeAgent()
+        xorg = FakeBackend("xorg", agent.log, fail="never_shown")
+        app, _ = make_app(agent, xorg)
+        th = start_app(app)
+        assert wait_for(lambda: "agent.start" in agent.log)
+        assert "the xorg icon has not appeared" in caplog.text
+        app.stop()
+        th.join(5)
+        assert agent.log.count("agent.start") == 1 and not th.is_alive()
 
     def test_a_failed_update_moves_on_and_the_next_backend_shows_the_current_state(self) -> None:
         agent = FakeAgent()

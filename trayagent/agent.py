@@ -17,6 +17,7 @@ from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from trayagent.actions import CancelNotingClient, new_records, plan_retry
 from trayagent.config import Config
 from trayagent.model import (
     AgentState,
@@ -37,12 +38,14 @@ from trayagent.slskd import (
     SlskdUnreachable,
     tune_allocator,
 )
-from trayagent.store import Store, StoreError, open_store
+from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
 from trayagent.tracker import Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
 SERVER_STATE_INTERVAL = 30.0
+#: After an enqueue POST timed out, how long to watch slskd's list for the files to appear.
+ENQUEUE_CONFIRM_SECONDS = 10.0
 ALL_OUTCOMES = frozenset({"succeeded", "cancelled", "failed"})
 
 StateCallback = Callable[[AgentState], None]
@@ -88,7 +91,8 @@ class Agent:
         self._failed_unseen = 0
         self._full_due = True  # the next poll reads slskd's whole list (see _peers_to_poll)
         self._last_full = float("-inf")  # monotonic time of the last full poll
-        self._retried: set[str] = set()
+        self._issued: dict[str, set[str]] = {RETRY: set(), CANCEL: set()}  # retries/cancels made
+        self._issued_row = 0
         self._sync_status: str | None = None
         self._download_dir_known = bool(config.slskd.download_dir)
         self._sync_stop = threading.Event()
@@ -225,8 +229,14 @@ class Agent:
             whole = full or transfers.by_id
             if unreadable or full:
                 self._note_unreadable(unreadable)
+            try:
+                cancelled = self._issued_ids(CANCEL)
+            except StoreError as exc:
+                self._on_store_failure(exc)
+                return None
             changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable), peers=covered,
-                                              also_listed=transfers.recorded_ids, whole_list=whole)
+                                              also_listed=transfers.recorded_ids, whole_list=whole,
+                                              cancelled=cancelled)
             # Those ids are strings of the parsed body, spread through all its memory: dropped
             # before anything long-lived is allocated, so that memory can go back (see _trim_heap).
             transfers.recorded_ids = ()
@@ -574,7 +584,12 @@ class Agent:
 
             status, summary, error = "error", None, None
             try:
-                report = run_configured_sync(self.config, progress_cb=progress, stop_event=self._sync_stop)
+                client = CancelNotingClient(SlskdClient(self.config.slskd), self._note_cancels)
+                try:
+                    report = run_configured_sync(self.config, progress_cb=progress, stop_event=self._sync_stop,
+                                                 client=client)
+                finally:
+                    client.close()
                 status = "ok" if report.ok else "incomplete"
                 summary = report.summary()
             except (PlaylistError, SyncBusy, ValueError, OSError) as exc:
@@ -588,37 +603,112 @@ class Agent:
         finally:
             self._sync_lock.release()
 
-    # ------------------------------------------------------------------ retry
+    # ------------------------------------------------------------ retry, cancel
 
     def retry_failed(self) -> int:
-        """Re-enqueue recently failed downloads with the same peer and file."""
-        return self.retry()
+        """The tray's *Retry failed*: every recent failure not retried yet."""
+        return self.retry(None)
 
     def retry(self, ids: Collection[str] | None = None) -> int:
-        """Re-enqueue recently failed downloads (only these transfer ids, when given)."""
+        """Re-enqueue failed downloads with the same peer and file; returns how many files went in.
+
+        `ids`: only these failures (e.g. a notification's *Retry*); None: every recent one.
+        Each peer's file is listed once however often it failed, a file that completed since is
+        left alone, and what was retried is remembered in the state file, so no failure is
+        retried twice, across agent restarts too.
+        """
         wanted = None if ids is None else set(ids)
         with self._lock:
-            todo: dict[str, list[tuple[str, int]]] = {}
-            ids_by_user: dict[str, list[str]] = {}
-            for f in self._tracker.recent:
-                if wanted is not None and f.transfer_id not in wanted:
-                    continue
-                if f.outcome is Kind.FAILED and f.transfer_id not in self._retried:
-                    todo.setdefault(f.username, []).append((f.filename, f.size))
-                    ids_by_user.setdefault(f.username, []).append(f.transfer_id)
+            live = {(d.username, d.filename) for d in self._tracker.active}
+            plan = plan_retry(self._tracker.recent, self._issued_ids(RETRY), live, wanted)
+            followed = {(d.username, d.transfer_id) for d in self._tracker.active}
+            recorded = set(self._tracker.recorded)
+        if plan.completed_since or plan.in_progress:
+            log.info("retry: %d failure(s) completed since, %d already back in slskd's queue",
+                     plan.completed_since, plan.in_progress)
         count = 0
-        for user, files in todo.items():
-            try:
-                result = self._client.enqueue(user, files)
-            except SlskdError as exc:
-                log.warning("retry for %r failed: %s", user, exc)
-                continue
-            self._retried.update(ids_by_user[user])
-            count += len(result.enqueued) if result.enqueued else len(files) - result.failed_count
+        for user, files in plan.files.items():
+            # Records slskd may already list: every recorded end and what is followed.
+            known = {tid for u, tid in followed if u == user} | recorded | set(plan.failures[user])
+            count += self._enqueue_retry(user, files, plan.failures[user], known)
         if count:
             self.poll_now()
         return count
 
+    def _enqueue_retry(self, user: str, files: list[tuple[str, int]], failures: list[str],
+                       known: set[str]) -> int:
+        try:
+            result = self._client.enqueue(user, files)
+        except SlskdUnreachable as exc:
+            # The POST may still have reached slskd (it answers only after reaching the peer):
+            # the download list decides, not the timeout.
+            count = self._confirm_enqueued(user, {name for name, _size in files}, known)
+            if not count:
+                log.warning("retry for %r failed: %s", user, exc)
+                return 0
+            log.info("retry for %r: no answer in time, but slskd lists %d file(s) again", user, count)
+        except SlskdError as exc:
+            log.warning("retry for %r failed: %s", user, exc)
+            return 0
+        else:
+            count = len(result.enqueued) if result.ids_known else len(files) - result.failed_count
+        with self._lock:
+            self._note_issued(RETRY, failures)
+        return count
+
+    def _confirm_enqueued(self, user: str, names: set[str], known: set[str]) -> int:
+        """Poll until slskd lists the files under new ids (or give up); how many appeared."""
+        deadline = time.monotonic() + ENQUEUE_CONFIRM_SECONDS
+        found: set[str] = set()
+        while True:
+            # The whole list, every record built: the peer may have no followed download, so
+            # a per-peer poll would not read it, and its recorded ends would not be built.
+            listed = self._poll(build_all=True)
+            if listed is not None:
+                found |= new_records(listed, user, names, known)
+                if found >= names:
+                    break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(max(self.config.poll.active_interval, 0.1), left))
+        return len(found)
+
+    def cancel(self, ids: Collection[str]) -> int:
+        """Cancel downloads the agent follows, by transfer id; their ends are reported as cancelled."""
+        wanted = set(ids)
+        with self._lock:
+            targets = [(d.username, d.transfer_id) for d in self._tracker.active
+                       if d.transfer_id in wanted or not wanted.isdisjoint(d.aliases)]
+            self._note_issued(CANCEL, [tid for _user, tid in targets])
+        count = 0
+        for user, tid in targets:
+            try:
+                self._client.cancel_download(user, tid)
+                count += 1
+            except SlskdError as exc:
+                log.warning("could not cancel %s from %r: %s", tid, user, exc)
+        if count:
+            self.poll_now()
+        return count
+
+    def _note_cancels(self, ids: Collection[str]) -> None:
+        """Record cancels made on the agent's behalf (the sync's) before they are sent."""
+        with self._lock:
+            self._note_issued(CANCEL, ids)
+
+    def _note_issued(self, action: str, ids: Collection[str]) -> None:
+        """Persist first: an end seen after a crash must still be judged by what was issued."""
+        if ids:
+            self._store.note_issued(action, ids, self._clock())
+            self._issued[action].update(ids)
+
+    def _issued_ids(self, action: str) -> set[str]:
+        """Ids retried or cancelled so far, including what other processes noted (`trayagent sync`)."""
+        rows, self._issued_row = self._store.issued(self._issued_row)
+        for kind, tid in rows:
+            self._issued.setdefault(kind, set()).add(tid)
+        return self._issued[action]
 
 class _LogConsumer:
     """The consumer of a running agent that has no other sink: the agent's log.

@@ -142,7 +142,8 @@ def _wait_for_signal(stop: threading.Event, timeout: float | None = None) -> Non
     stop.wait(timeout)
 
 
-def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False) -> Any:
+def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False,
+                   with_desktop: bool = True) -> Any:
     """Attach the event sinks; returns the desktop notifier (the tray pauses it), if any."""
     from trayagent import notify
 
@@ -150,7 +151,7 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
         agent.add_notifier(notify.JsonLinesNotifier(sys.stdout))
     elif console:
         agent.add_notifier(notify.ConsoleNotifier(sys.stdout))
-    if config.notifications.enabled and not getattr(args, "no_notify", False):
+    if with_desktop and config.notifications.enabled and not getattr(args, "no_notify", False):
         desktop = notify.make_notifier("desktop", config, host=agent)
         agent.add_notifier(desktop)
         return desktop
@@ -254,11 +255,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             tracking=TrackingConfig(grace_polls=3, failure_settle=3.0, restart_window=30.0),
             cleanup=CleanupConfig(enabled=True, interval=20.0),
         )
-        headless = args.headless or args.json or not _has_display()
-        print(f"trayagent demo: simulated slskd at {url} ({'headless' if headless else 'tray'});"
-              " Ctrl-C to stop", file=sys.stderr)
+        display = _has_display()
+        headless = args.headless or args.json or not display
+        mode = "tray" if not headless else "headless" if display else "no display: headless, events print here"
+        print(f"trayagent demo: simulated slskd at {url} ({mode}); Ctrl-C to stop", file=sys.stderr)
         agent = Agent(config, watch_server=not headless)
-        desktop = _notifiers_for(args, config, agent, console=True)
+        # Without a display no notification can be seen: don't try (and warn) at all.
+        desktop = _notifiers_for(args, config, agent, console=True, with_desktop=display)
         until = None
         if headless and args.duration is None:
             until = lambda: sim.scenario_done() and not agent.state().active  # noqa: E731
@@ -420,13 +423,24 @@ def _clear_recorded_only(config: Any) -> int | None:
 def cmd_sync(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
+    from trayagent.actions import CancelNotingClient
     from trayagent.config import legacy_state_path
-    from trayagent.store import adopt_legacy
+    from trayagent.model import utcnow
+    from trayagent.slskd import SlskdClient
+    from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
     from trayagent.sync import run_sync_command
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 
-    return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, dry_run=args.dry_run)
+    def note(ids: Any) -> None:  # a running (or later) agent reports these ends as cancelled
+        note_issued_elsewhere(config.state_path, CANCEL, ids, utcnow())
+
+    client = CancelNotingClient(SlskdClient(config.slskd), note)
+    try:
+        return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, client=client,
+                                dry_run=args.dry_run)
+    finally:
+        client.close()
 
 
 def cmd_init(args: argparse.Namespace) -> int:

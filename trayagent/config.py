@@ -27,7 +27,7 @@ import platformdirs
 import tomli_w
 
 from trayagent.errors import EXIT_USAGE, TrayagentError
-from trayagent.logs import register_secret
+from trayagent.logs import SLSKD_MAX_KEY_LENGTH, SLSKD_MIN_KEY_LENGTH, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,15 @@ class SlskdConfig:
     timeout: float = 10.0
     web_url: str = ""
     download_dir: str = ""
+    #: Seconds to wait for an enqueue POST: slskd answers it only after reaching the peer.
+    enqueue_timeout: float = 60.0
 
     def __repr__(self) -> str:
         return (
             f"SlskdConfig(url={self.url!r}, api_key={_mask(self.api_key)}, username={self.username!r}, "
             f"password={_mask(self.password)}, verify_tls={self.verify_tls!r}, timeout={self.timeout!r}, "
-            f"web_url={self.web_url!r}, download_dir={self.download_dir!r})"
+            f"web_url={self.web_url!r}, download_dir={self.download_dir!r}, "
+            f"enqueue_timeout={self.enqueue_timeout!r})"
         )
 
     __str__ = __repr__
@@ -303,7 +306,8 @@ class Config:
         for key in ("api_key", "username", "password"):
             if getattr(s, key):
                 slskd[key] = getattr(s, key)
-        slskd.update(verify_tls=s.verify_tls, timeout=s.timeout, web_url=s.web_url, download_dir=s.download_dir)
+        slskd.update(verify_tls=s.verify_tls, timeout=s.timeout, web_url=s.web_url, download_dir=s.download_dir,
+                     enqueue_timeout=s.enqueue_timeout)
         c, n, y = self.cleanup, self.notifications, self.sync
         return {
             "slskd": slskd,
@@ -553,10 +557,24 @@ def _check_secret(sec: _Section, key: str, value: str) -> str:
     return value
 
 
+def _check_api_key(sec: _Section, value: str) -> str:
+    """slskd refuses to start with a key outside 16-255 characters, so such a key cannot be right."""
+    value = _check_secret(sec, "api_key", value)
+    if value and len(value) < SLSKD_MIN_KEY_LENGTH:
+        raise sec.fail("api_key", f"is too short for slskd ({len(value)} characters; slskd's keys have "
+                       f"{SLSKD_MIN_KEY_LENGTH} to {SLSKD_MAX_KEY_LENGTH}): copy the whole key from slskd's "
+                       "web.authentication.api_key or api_keys")
+    if len(value) > SLSKD_MAX_KEY_LENGTH:
+        raise sec.fail("api_key", f"is too long for slskd ({len(value)} characters; slskd's keys have "
+                       f"{SLSKD_MIN_KEY_LENGTH} to {SLSKD_MAX_KEY_LENGTH})")
+    return value
+
+
 def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
     """Turn parsed TOML (plus env values already merged in) into a validated Config."""
     sections: dict[str, tuple[str, ...]] = {
-        "slskd": ("url", "api_key", "username", "password", "verify_tls", "timeout", "web_url", "download_dir"),
+        "slskd": ("url", "api_key", "username", "password", "verify_tls", "timeout", "web_url", "download_dir",
+                  "enqueue_timeout"),
         "poll": ("active_interval", "idle_interval", "max_backoff", "max_peers"),
         "tracking": ("grace_polls", "failure_settle", "restart_window"),
         "cleanup": ("enabled", "interval", "remove", "min_age"),
@@ -596,13 +614,14 @@ def _build(raw: Mapping[str, Any], ctx: _Ctx) -> Config:
         web_url = _check_url(s, "web_url", web_url)
     slskd = SlskdConfig(
         url=url,
-        api_key=_check_secret(s, "api_key", s.string("api_key", "", secret=True)),
+        api_key=_check_api_key(s, s.string("api_key", "", secret=True)),
         username=s.string("username", ""),
         password=_check_secret(s, "password", s.string("password", "", secret=True)),
         verify_tls=s.boolean("verify_tls", True),
         timeout=s.number("timeout", 10.0, maximum=10 * MINUTE),
         web_url=web_url,
         download_dir=s.string("download_dir", ""),
+        enqueue_timeout=s.number("enqueue_timeout", 60.0, maximum=10 * MINUTE),
     )
     if slskd.username and not slskd.password:
         raise s.fail("username", "is set but [slskd] password is not (set both, or use api_key instead)")

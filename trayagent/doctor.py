@@ -66,14 +66,13 @@ class _Doctor:
 
     def _clean(self, text: str) -> str:
         """Remove anything secret from a message, whatever produced it."""
+        from trayagent.logs import redact, scrub
+
         secrets = list(self._secrets)
         if self.config is not None:
             secrets += [self.config.slskd.api_key, self.config.slskd.password]
-        for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-            text = text.replace(secret, "***")
+        text = scrub(text, secrets)
         try:
-            from trayagent.logs import redact
-
             text = redact(text)
         except Exception:  # noqa: BLE001 - redaction of registered secrets is a bonus
             pass

@@ -16,7 +16,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,13 @@ BACKUP_COUNT = 3
 NOISY_LOGGERS = ("urllib3", "apscheduler", "PIL")
 REDACTED = "***"
 
-#: Secrets shorter than this are not registered: redacting "a" would mangle every line.
+#: Secrets shorter than this are never redacted: hiding "a" would mangle every line.
 MIN_SECRET_LENGTH = 4
+#: slskd's shortest API key (Core/Options.cs: StringLength(255, MinimumLength = 16)). A secret
+#: shorter than that is redacted only as a whole word, so a too-short key such as "lskd" cannot
+#: turn every "slskd" in a log line into "s***".
+SLSKD_MIN_KEY_LENGTH = 16
+SLSKD_MAX_KEY_LENGTH = 255
 
 _MARK = "_trayagent_handler"
 _secrets_lock = threading.Lock()
@@ -52,6 +57,30 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+def secret_pattern(secrets: Iterable[str | None]) -> re.Pattern[str] | None:
+    """One regex for these secrets, with the length floor every redaction in trayagent obeys.
+
+    Secrets under MIN_SECRET_LENGTH are left out; those under SLSKD_MIN_KEY_LENGTH match only
+    as whole words (not next to a letter or digit); longer ones match anywhere.
+    """
+    usable = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
+    if not usable:
+        return None
+    parts = []
+    for secret in sorted(usable, key=len, reverse=True):  # longest first: replaced whole
+        text = re.escape(secret)
+        if len(secret) < SLSKD_MIN_KEY_LENGTH:
+            text = rf"(?<![^\W_]){text}(?![^\W_])"
+        parts.append(text)
+    return re.compile("|".join(parts))
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace these secrets in text by '***' (for messages that never pass a log handler)."""
+    pattern = secret_pattern(secrets)
+    return pattern.sub(REDACTED, text) if pattern is not None and text else text
+
+
 def register_secret(value: str | None) -> None:
     """Remember a secret so every later log line has it replaced by '***'."""
     global _secret_re
@@ -61,9 +90,7 @@ def register_secret(value: str | None) -> None:
         if value in _secrets:
             return
         _secrets.add(value)
-        # Longest first so a secret containing another is replaced whole.
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _secret_re = re.compile("|".join(re.escape(s) for s in ordered))
+        _secret_re = secret_pattern(_secrets)
 
 
 def clear_secrets() -> None:
@@ -240,5 +267,5 @@ def setup_logging(
 
 __all__ = [
     "JsonFormatter", "PrivateRotatingFileHandler", "RedactingFilter", "clear_secrets",
-    "default_log_dir", "redact", "register_secret", "remove_handlers", "setup_logging",
+    "default_log_dir", "redact", "register_secret", "remove_handlers", "scrub", "secret_pattern", "setup_logging",
 ]

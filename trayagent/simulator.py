@@ -51,6 +51,11 @@ FLAG_VALUES: dict[str, int] = {
 COMPLETED_SET = frozenset({16, 48, 80, 144, 272, 528, 1040})
 SHUTDOWN_EXCEPTION = "Application shut down"
 FAULT_KINDS = frozenset({"500", "broken_json", "reset", "401", "403", "404", "timeout", "503"})
+#: TransfersController's enqueue limiter (SemaphoreSlim(2, 2)): a third concurrent POST gets 429.
+ENQUEUE_CONCURRENCY = 2
+ENQUEUE_BUSY_MESSAGE = "Only one concurrent operation is permitted. Wait until the previous request completes"
+#: DownloadService.EnqueueAsync's check; an ArgumentException's message names its parameter.
+DUPLICATE_FILES_MESSAGE = "Two or more files in request are duplicated (Parameter 'files')"
 
 TICK = 0.05  # clock thread period, seconds
 INIT_SECONDS = 0.3  # how long a plan's transfer step shows "Initializing" (scaled by speedup)
@@ -99,13 +104,15 @@ def is_completed(state: str) -> bool:
 
 
 def format_time(epoch: float, utc_z: bool) -> str:
-    """.NET DateTime ISO form with 7 fractional digits; `Z` only for UTC-kind values."""
+    """A DateTime as System.Text.Json writes it: ISO 8601, up to 7 fractional digits with trailing
+    zeros trimmed (none on a whole second); `Z` only for UTC-kind values."""
     whole = math.floor(epoch)
     ticks = int(round((epoch - whole) * 10_000_000))
     if ticks >= 10_000_000:
         whole, ticks = whole + 1, ticks - 10_000_000
     stamp = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{ticks:07d}{'Z' if utc_z else ''}"
+    frac = f"{ticks:07d}".rstrip("0")
+    return f"{stamp}{'.' + frac if frac else ''}{'Z' if utc_z else ''}"
 
 
 def format_timespan(seconds: float) -> str:
@@ -440,11 +447,16 @@ class Simulator:
         self.downloads_dir = "/app/downloads"
         self.incomplete_dir = "/app/incomplete"
         self.timeout_fault_seconds = 30.0
+        #: What slskd's version check found (None: not checked yet, as with --no-version-check).
+        self.latest_version: str | None = VERSION
         #: How long a cancel takes to land on a live transfer (slskd cancels a token; the task fails
         #: asynchronously). 0 = the "stuck record" path: cancelled at once.
         self.cancel_delay = 0.1
         #: Plan given to every transfer created by the legacy enqueue endpoint (None = stay queued).
         self.enqueue_plan: list[Step] | None = None
+        #: Seconds an enqueue POST for a peer takes before slskd answers (looking the peer up and
+        #: connecting to it); see set_enqueue_delay. Not divided by `speedup`.
+        self.enqueue_delays: dict[str, float] = {}
         self.searches_made: list[str] = []
         #: Called as on_request(method, raw_path) before each request is handled, so a test can
         #: change state at exactly that moment (races). Exceptions are logged and ignored.
@@ -462,6 +474,8 @@ class Simulator:
         self._faults: collections.deque[str] = collections.deque()
         self._user_faults: dict[str, collections.deque[str]] = {}  # GET downloads/{username} only
         self._busy = 0
+        self._enqueues_running = 0
+        self._request_local = threading.local()  # the listener generation serving this thread
         self._offline: set[str] = set()
         self._logged_in = True
         self._relogging = False
@@ -723,14 +737,17 @@ class Simulator:
             rec.enqueued_at = when
         if "InProgress" in flags and rec.started_at is None:
             rec.started_at = when
+        if state != "Queued, Locally":
+            rec.attempts = max(rec.attempts, 1)  # an attempt is under way (or has failed)
         if "Completed" in flags:
             if rec.ended_at is None or not is_completed(rec.state):
                 rec.ended_at = when
             if rec.average_speed == 0 and rec.started_at is not None and rec.bytes_transferred:
                 rec.average_speed = rec.bytes_transferred / max(when - rec.started_at, 1e-3)
-        else:
+        elif state != "Queued, Locally":
             rec.ended_at = None
-            rec.exception = None  # a retry starts clean
+            rec.exception = None  # the next attempt starts clean
+        # else: waiting for slskd's next retry, the failed attempt's endedAt and exception stay
         rec.place_in_queue = None  # dropped whenever the record is rewritten
         rec.state = state
 
@@ -748,6 +765,7 @@ class Simulator:
                 failed.append({})
                 continue
             rec = self._new_record(username, filename, size, "Queued, Locally", supersede=True)
+            rec.attempts = 0  # no attempt has started yet (the first one makes it 1)
             new_ids.append(rec.id)
             enqueued.append(rec.to_json())
         if self.enqueue_plan:
@@ -808,8 +826,15 @@ class Simulator:
     def _land_cancel(self, tid: str, when: float) -> None:
         self._cancelling.pop(tid, None)
         rec = self._records.get(tid)
-        if rec is not None and not is_completed(rec.state):
-            self._apply_state(rec, "Completed, Cancelled", when)
+        if rec is None or is_completed(rec.state):
+            return
+        if rec.state == "Queued, Locally" and rec.exception is not None:
+            # Waiting between slskd's own retries: the cancelled wait fails the retry loop, and
+            # TryFail keeps the earlier attempt's endedAt and exception (Common/Retry.cs).
+            rec.state = "Completed, Errored"
+            rec.place_in_queue = None
+            return
+        self._apply_state(rec, "Completed, Cancelled", when)
 
     def _plan_set(self, plan: _Plan, rec: _Record, state: str, mono: float) -> None:
         self._apply_state(rec, state, _wall(mono))
@@ -929,6 +954,18 @@ class Simulator:
     def set_user_offline(self, username: str, offline: bool = True) -> None:
         with self._lock:
             (self._offline.add if offline else self._offline.discard)(username)
+
+    def set_enqueue_delay(self, username: str, seconds: float) -> None:
+        """Make enqueue POSTs for this peer answer only after `seconds` (0 removes the delay).
+
+        slskd answers an enqueue once it has looked the peer up and connected to it, which can
+        take its whole connect timeout (10 s) and more; a client must wait long enough.
+        """
+        with self._lock:
+            if seconds > 0:
+                self.enqueue_delays[username] = float(seconds)
+            else:
+                self.enqueue_delays.pop(username, None)
 
     def busy(self, count: int = 1) -> None:
         """The next `count` enqueue/search POSTs get 429 (slskd's concurrency limiter)."""
@@ -1116,12 +1153,11 @@ class Simulator:
         body: bytes,
         closing: threading.Event,
     ) -> _Response:
+        self._request_local.closing = closing
         base = self.url_base
-        if base:
-            if not (raw_path.lower() == base.lower() or raw_path.lower().startswith(base.lower() + "/")):
-                # Real slskd (UsePathBase) probably serves un-prefixed paths too; we refuse them so a
-                # client that forgets the base is caught.
-                return _empty(404)
+        # slskd's UsePathBase strips the base from a path that starts with it (case-insensitive,
+        # whole segments) and serves every other path unchanged: both spellings work.
+        if base and (raw_path.lower() == base.lower() or raw_path.lower().startswith(base.lower() + "/")):
             raw_path = raw_path[len(base):]
         rel = raw_path.lstrip("/")
         if rel.endswith("/"):
@@ -1166,13 +1202,10 @@ class Simulator:
         headers: Mapping[str, str],
         body: bytes,
     ) -> _Response:
-        if not parts:
-            if method != "GET":
-                return _empty(405)
-            page = b"<!doctype html><title>slskd (simulated)</title><p>slskd simulator " + VERSION.encode() + b"</p>"
-            return _Response(200, page, "text/html; charset=utf-8")
         if low == ["health"]:
             return _Response(200, b"Healthy", "text/plain") if method == "GET" else _empty(405)
+        if low[:1] != ["api"]:
+            return _web_page(method, parts)
         if low[:2] != ["api", "v0"]:
             return _empty(404)
         p, lp = parts[2:], low[2:]
@@ -1217,6 +1250,10 @@ class Simulator:
             return allow({"GET": lambda: _json(200, self._application_json())})
         if lp == ["application", "version"]:
             return allow({"GET": lambda: _json(200, VERSION)})
+        if lp == ["application", "version", "latest"]:  # the cached version state; ?forceCheck=true checks
+            return allow({"GET": lambda: self._version_latest(query)})
+        if lp == ["application", "gc"]:  # forces a collection; 200 with no body
+            return allow({"POST": lambda: _empty(200)})
         if lp == ["server"]:
             return allow({"GET": lambda: _json(200, self._server_json())})
         if lp == ["options"]:  # redacted options; only what clients read is modelled
@@ -1330,13 +1367,27 @@ class Simulator:
             "isTransitioning": logging_in,
         }
 
+    def _version_json(self) -> dict[str, Any]:
+        """slskd's VersionState: `latest` and `isUpdateAvailable` are null (so absent) until checked."""
+        out: dict[str, Any] = {"full": VERSION, "current": VERSION}
+        if self.latest_version is not None:
+            out["latest"] = self.latest_version
+            out["isUpdateAvailable"] = self.latest_version != VERSION
+        out.update(isCanary=False, isDevelopment=False)
+        return out
+
+    def _version_latest(self, query: dict[str, str]) -> _Response:
+        force = _parse_bool(query.get("forceCheck"), False)
+        if force is None:
+            return _empty(400)
+        if force and self.latest_version is None:
+            self.latest_version = VERSION  # nothing newer is ever published here
+        return _json(200, self._version_json())
+
     def _application_json(self) -> dict[str, Any]:
         server = self._server_json()
         return {
-            "version": {
-                "full": VERSION, "current": VERSION, "isUpdateAvailable": False,
-                "isCanary": False, "isDevelopment": False,
-            },
+            "version": self._version_json(),
             "pendingReconnect": False,
             "pendingRestart": False,
             "server": server,
@@ -1444,13 +1495,31 @@ class Simulator:
                 return _empty(400)
             items.append({"filename": filename, "size": size})
         with self._lock:
-            if self._busy > 0:
-                self._busy -= 1
-                return _empty(429)
-            if user in self._offline:
-                return _error_500(f"User {user} appears to be offline")
-            enqueued, failed = self._enqueue(user, items)
-        return _json(201, {"enqueued": enqueued, "failed": failed})
+            if self._busy > 0 or self._enqueues_running >= ENQUEUE_CONCURRENCY:
+                self._busy = max(self._busy - 1, 0)
+                return _json(429, ENQUEUE_BUSY_MESSAGE)
+            self._enqueues_running += 1
+        try:
+            if len({(i["filename"], i["size"]) for i in items}) != len(items):
+                return _error_500(DUPLICATE_FILES_MESSAGE)  # the whole request fails
+            with self._lock:
+                if not self._logged_in or self._relogging:
+                    # The peer's address comes from the Soulseek server (GetUserEndPointAsync);
+                    # Soulseek.NET refuses that while logged out. Wording approximated.
+                    return _error_500("The server connection must be connected and logged in to "
+                                      "get the endpoint of a user (currently: Disconnected)")
+                if user in self._offline:
+                    return _error_500(f"User {user} appears to be offline")
+                delay = self.enqueue_delays.get(user, 0.0)
+            closing: threading.Event | None = getattr(self._request_local, "closing", None)
+            if delay > 0 and ((closing.wait(delay) if closing else self._stop.wait(delay)) or self._stop.is_set()):
+                return _Response(0, abort=True)  # slskd went away while connecting: no records
+            with self._lock:
+                enqueued, failed = self._enqueue(user, items)
+            return _json(201, {"enqueued": enqueued, "failed": failed})
+        finally:
+            with self._lock:
+                self._enqueues_running -= 1
 
     # ------------------------------------------------------------------ search routes
 
@@ -1530,6 +1599,16 @@ class Simulator:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _web_page(method: str, parts: list[str]) -> _Response:
+    """slskd's fallback for a path that is no route: the web UI's page, for any GET of a path
+    without a file extension (so a wrong URL base gets HTML, not a 404); else 404."""
+    last = parts[-1] if parts else ""
+    if method != "GET" or "." in last:
+        return _empty(404)
+    page = b"<!doctype html><title>slskd (simulated)</title><p>slskd simulator " + VERSION.encode() + b"</p>"
+    return _Response(200, page, "text/html; charset=utf-8")
 
 
 def _error_409(message: str) -> _Response:

@@ -27,7 +27,7 @@ import urllib3
 
 from trayagent.config import SlskdConfig
 from trayagent.errors import TrayagentError
-from trayagent.logs import register_secret
+from trayagent.logs import register_secret, scrub
 from trayagent.model import Kind, Transfer, classify
 
 try:  # orjson is a default dependency; the stdlib parser is the fallback without it
@@ -449,6 +449,10 @@ class SlskdClient:
         self.url = self._origin + base_path
         timeout = float(cfg.timeout) if cfg.timeout and cfg.timeout > 0 else 10.0
         self._timeout = (min(timeout, CONNECT_TIMEOUT_CAP), timeout)
+        # slskd answers an enqueue only once it has looked the peer up and connected to it (its
+        # own connect timeout alone is 10 s), so that one POST gets a longer read timeout.
+        slow = float(cfg.enqueue_timeout) if cfg.enqueue_timeout and cfg.enqueue_timeout > 0 else 60.0
+        self._enqueue_timeout = (self._timeout[0], max(slow, timeout))
         self._verify = bool(cfg.verify_tls)
         self._env_settings: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -478,10 +482,7 @@ class SlskdClient:
 
     def _scrub(self, text: str) -> str:
         """Never let a credential into an exception message, whatever slskd echoes."""
-        for secret in (*self._secrets, self._token):
-            if secret and secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return scrub(text, (*self._secrets, self._token))
 
     def _auth_headers(self) -> dict[str, str]:
         if self._cfg.api_key:
@@ -529,6 +530,7 @@ class SlskdClient:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
+        timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
         """One HTTP exchange; network failures become SlskdUnreachable. Never retries.
 
@@ -546,11 +548,12 @@ class SlskdClient:
             self._env_settings = self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None)
         settings = self._env_settings
         started = time.monotonic()
+        limits = timeout or self._timeout
         try:
-            resp = self._session.send(prepared, timeout=self._timeout, allow_redirects=False,
+            resp = self._session.send(prepared, timeout=limits, allow_redirects=False,
                                       **{**settings, "stream": stream})
         except requests.exceptions.RequestException as exc:
-            reason = _classify_network_error(exc, self._timeout[1])
+            reason = _classify_network_error(exc, limits[1])
             log.debug("%s %s failed: %s", method, path, type(exc).__name__)
             raise SlskdUnreachable(self._scrub(f"slskd at {self.url} is unreachable: {reason} ({method} {path})")) from None
         log.debug("%s %s -> %d in %.0f ms", method, path, resp.status_code, (time.monotonic() - started) * 1000)
@@ -565,15 +568,18 @@ class SlskdClient:
         json_body: Any = None,
         auth: bool = True,
         stream: bool = False,
+        timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
         """Send with auth; on a 401 with a JWT, log in again once and repeat once."""
         headers = self._auth_headers() if auth else {}
-        resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream)
+        resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream,
+                          timeout=timeout)
         if resp.status_code == 401 and auth and "Authorization" in headers:
             log.info("slskd rejected the session token; logging in again")
             resp.close()
             headers = {"Authorization": f"Bearer {self._ensure_token(force=True)}"}
-            resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream)
+            resp = self._send(method, path, params=params, json_body=json_body, headers=headers, stream=stream,
+                              timeout=timeout)
         try:
             self._raise_for_status(resp, f"{method} {path}")
         except SlskdError:
@@ -712,7 +718,11 @@ class SlskdClient:
         self._request("DELETE", f"{API}/transfers/downloads/{_user_segment(username)}/{_guid(transfer_id)}")
 
     def remove_download(self, username: str, transfer_id: str) -> None:
-        """Soft-remove a finished download from the list (a no-op on an active one)."""
+        """Soft-remove a finished download from the list.
+
+        On an active download slskd cancels it first (the same as cancel_download); the record
+        is removed only if it has already ended by then, else it stays as `Completed, Cancelled`.
+        """
         self._request(
             "DELETE",
             f"{API}/transfers/downloads/{_user_segment(username)}/{_guid(transfer_id)}",
@@ -727,7 +737,10 @@ class SlskdClient:
         """Queue files from one user via the legacy endpoint (works on 0.2x and 0.26).
 
         A 201 with an empty body (slskd <= 0.23) gives enqueued=[] and ids_known=False: the
-        caller must then find the new records by (username, filename).
+        caller must then find the new records by (username, filename). slskd answers only after
+        reaching the peer, so this POST waits up to [slskd] enqueue_timeout; a timeout is a
+        SlskdUnreachable whose outcome is unknown (the records may still appear). slskd refuses
+        the whole request (500) when one (filename, size) is listed twice.
         """
         segment = _user_segment(username)
         body = []
@@ -744,7 +757,7 @@ class SlskdClient:
         if not body:
             raise SlskdInvalidArgument("enqueue needs at least one file")
         path = f"{API}/transfers/downloads/{segment}"
-        resp = self._request("POST", path, json_body=body)
+        resp = self._request("POST", path, json_body=body, timeout=self._enqueue_timeout)
         if not resp.content.strip():
             return EnqueueResult(enqueued=[], failed_count=0, ids_known=False)
         data = _load_json(resp.content, f"POST {path}")
@@ -761,13 +774,17 @@ class SlskdClient:
     # ----------------------------------------------------------------- status
 
     def health(self) -> bool:
-        """Whether slskd answers its anonymous /health check with 200. Never raises."""
+        """Whether slskd answers its anonymous /health check with 200 "Healthy". Never raises.
+
+        The body matters: slskd answers any unknown path without a file extension with its web
+        page (200, HTML), e.g. when [slskd] url carries a URL base slskd does not have.
+        """
         try:
             resp = self._send("GET", "/health")
         except SlskdError as exc:
             log.debug("health check failed: %s", exc)
             return False
-        return resp.status_code == 200
+        return resp.status_code == 200 and resp.content.strip().lower() == b"healthy"
 
     def session_enabled(self) -> bool:
         """Whether slskd has authentication switched on (anonymous endpoint)."""

@@ -20,7 +20,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator
 from urllib.parse import quote
 
 from trayagent.config import make_private_dir
@@ -30,10 +30,19 @@ from trayagent.tracker import Changes, Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HISTORY_LIMIT = 1000
 #: How long a write waits for another process's lock on the database before giving up.
 BUSY_TIMEOUT = 5.0
+#: How many issued actions (retries, cancels) are remembered; the oldest are forgotten first.
+ISSUED_LIMIT = 5000
+
+#: Actions trayagent took on slskd downloads that later reconciles must know about: a retried
+#: failure is not offered again; a download it cancelled ends as cancelled, whatever slskd shows.
+RETRY, CANCEL = "retry", "cancel"
+_ISSUED_TABLE = """CREATE TABLE IF NOT EXISTS issued (
+    transfer_id TEXT NOT NULL, action TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (transfer_id, action))"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -47,7 +56,7 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-"""
+""" + _ISSUED_TABLE + ";\n"
 
 
 class StoreError(TrayagentError):
@@ -129,6 +138,9 @@ class Store:
                 f"the state database {self.path} was written by a newer trayagent (schema {version}, "
                 f"this one knows {SCHEMA_VERSION}): upgrade trayagent"
             )
+        if int(version) < SCHEMA_VERSION:
+            # Older files lack only tables (version 2 added `issued`), which _SCHEMA creates next.
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -283,6 +295,22 @@ class Store:
             if floor > 0:
                 db.execute("DELETE FROM outbox WHERE seq <= ?", (floor,))
 
+    def note_issued(self, action: str, transfer_ids: Iterable[str], at: datetime) -> None:
+        """Remember that trayagent retried or cancelled these downloads (survives restarts)."""
+        with self._transaction("record actions in") as db:
+            _insert_issued(db, action, transfer_ids, at)
+
+    def issued(self, after: int = 0) -> tuple[list[tuple[str, str]], int]:
+        """(action, transfer id) noted after row `after`, also by other processes; and the last row.
+
+        Rows only grow, so a caller keeps the last row and asks for what is new on each poll.
+        """
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT rowid, action, transfer_id FROM issued WHERE rowid > ? ORDER BY rowid", (after,)
+            ).fetchall()
+        return [(r[1], _text(r[2])) for r in rows], (rows[-1][0] if rows else after)
+
     def ack(self, events: Iterable[Event]) -> None:
         """Forget these events for every consumer."""
         seqs = [(e.seq,) for e in events if e.seq is not None]
@@ -364,6 +392,36 @@ def _opt_text(value: str | bytes | None) -> str | None:
 def _event_json(ev: Event) -> str:
     # ASCII JSON: escapes keep any string (a lone surrogate too) storable and exact.
     return json.dumps(ev.to_json())
+
+
+def note_issued_elsewhere(path: Path | str, action: str, transfer_ids: Iterable[str], at: datetime) -> None:
+    """Note an action in an agent's state file from another process (e.g. `trayagent sync`).
+
+    Does nothing when the state file does not exist: no agent has run, so none can misreport.
+    """
+    if not Path(path).is_file():
+        return
+    db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    try:
+        db.execute(_ISSUED_TABLE)
+        db.execute("BEGIN IMMEDIATE")
+        _insert_issued(db, action, transfer_ids, at)
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(describe(exc, Path(path), "record actions in")) from exc
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+
+
+def _insert_issued(db: sqlite3.Connection, action: str, transfer_ids: Iterable[str], at: datetime) -> None:
+    """Within the caller's transaction: note the ids, forgetting the oldest beyond ISSUED_LIMIT."""
+    rows = [(_sql_text(tid), action, iso(at)) for tid in transfer_ids]
+    if not rows:
+        return
+    db.executemany("INSERT OR IGNORE INTO issued (transfer_id, action, at) VALUES (?, ?, ?)", rows)
+    db.execute("DELETE FROM issued WHERE rowid <= (SELECT MAX(rowid) FROM issued) - ?", (ISSUED_LIMIT,))
 
 
 def _with_seq(ev: Event, seq: int | None) -> Event:

@@ -17,6 +17,9 @@ Rules (see the tracking-engine issue):
 5. ``Application shut down`` (slskd restarting) is not a failure unless nothing returns
    within ``restart_window``.
 6. On the very first start, transfers that had already ended are recorded silently.
+7. A download trayagent cancelled (the ids come in with each poll) that ends without
+   succeeding is cancelled, whatever slskd shows: cancelled between slskd's own retries it
+   ends `Completed, Errored` with the previous attempt's error.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class Tracker:
         self._recent: deque[Finished] = deque(recent, maxlen=recent_limit)
         self._full_polls = 0
         self._absent_once: set[str] = set()
+        self._cancelled: AbstractSet[str] = frozenset()
 
     # ----------------------------------------------------------------- queries
 
@@ -212,6 +216,7 @@ class Tracker:
         peers: AbstractSet[str] | None = None,
         also_listed: Collection[str] = (),
         whole_list: bool | None = None,
+        cancelled: AbstractSet[str] = frozenset(),
     ) -> Changes:
         """Fold one successful poll into the queues. Never call it for a failed poll.
 
@@ -229,8 +234,11 @@ class Tracker:
         `peers` is None). Only such polls count for that sweep. A poll that read slskd's whole
         list for its ids only, then the followed peers' lists for their records, passes those
         peers and `whole_list=True`.
+
+        `cancelled`: transfer ids trayagent asked slskd to cancel (rule 7).
         """
         ch = Changes()
+        self._cancelled = cancelled
         matched: dict[str, Transfer] = {}
         unmatched: list[Transfer] = []
         ended = self._ended
@@ -366,6 +374,9 @@ class Tracker:
         if kind is not Kind.FAILED:
             self._finish(d, t, kind, None, now, ch)
             return
+        if self._was_cancelled(d):
+            self._finish(d, t, Kind.CANCELLED, None, now, ch)
+            return
 
         d.error = t.exception
         if t.is_shutdown_casualty:
@@ -389,12 +400,22 @@ class Tracker:
         if d.restart_since is not None:
             # Gone after slskd's restart: waiting for it to come back under a new id.
             if _elapsed(d.restart_since, now) >= self.rules.restart_window:
-                self._finish(d, None, Kind.FAILED, _last_reason(d) or "errored", now, ch)
+                if self._was_cancelled(d):
+                    self._finish(d, None, Kind.CANCELLED, None, now, ch)
+                else:
+                    self._finish(d, None, Kind.FAILED, _last_reason(d) or "errored", now, ch)
             return
         d.missing_polls += 1
         if d.missing_polls >= self.rules.grace_polls:
+            if self._was_cancelled(d):  # cancelled and removed from slskd's list
+                self._finish(d, None, Kind.CANCELLED, None, now, ch)
+                return
             reason = _last_reason(d) if d.failing_since is not None else None
             self._finish(d, None, Kind.FAILED, reason or "missing", now, ch)
+
+    def _was_cancelled(self, d: Tracked) -> bool:
+        cancelled = self._cancelled
+        return bool(cancelled) and (d.transfer_id in cancelled or not cancelled.isdisjoint(d.aliases))
 
     def _finish(
         self, d: Tracked, t: Transfer | None, kind: Kind, reason: str | None,

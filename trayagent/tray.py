@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 RECENT_LIMIT = 10
 RECENT_LABEL_LIMIT = 60
 PAUSE_HOUR = timedelta(hours=1)
+#: How long a tray may take to show its icon before polling starts without it. pystray's
+#: XEmbed icon sometimes never docks (and never calls back): polling must not wait on it.
+READY_GRACE = 5.0
 NO_MENU_HINT = (
     "tray backend '{name}' has no menu (a click opens slskd): a panel with StatusNotifierItem support, "
     "or the gtk extra, gives the full menu (see README)"
@@ -324,6 +327,9 @@ class TrayApp:
         log.info("tray: using the %s tray", backend.name)
         if not backend.has_menu:
             log.warning(NO_MENU_HINT.format(name=backend.name))
+        grace = threading.Timer(READY_GRACE, self._not_shown, args=(backend.name,))
+        grace.daemon = True
+        grace.start()
         try:
             backend.run(self._ready)
         except Exception as exc:  # noqa: BLE001
@@ -339,9 +345,17 @@ class TrayApp:
         self._start_agent()
         self.refresh(force=True)
 
+    def _not_shown(self, name: str) -> None:
+        """The icon has not appeared in time: poll anyway; it is drawn if it ever shows."""
+        with self._lock:
+            if self._agent_started or self._stopping:
+                return
+        log.warning("tray: the %s icon has not appeared after %.0f s; polling goes on without it", name, READY_GRACE)
+        self._start_agent()
+
     def _start_agent(self) -> None:
         with self._lock:
-            if self._agent_started:
+            if self._agent_started or self._stopping:
                 return
             self._agent_started = True
         try:
