@@ -24,7 +24,8 @@ def install() -> None:
     import trayagent.agent as agent
     import trayagent.slskd as slskd
 
-    def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None) -> Any:
+    def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None,
+                       trim: bool = True) -> Any:
         params = {"includeRemoved": "true"} if include_removed else None
         resp = self._request("GET", f"{slskd.API}/transfers/downloads", params=params)
         return slskd.parse_downloads(resp.content, listing=True)

@@ -214,12 +214,7 @@ class Agent:
             if self._tracker_stale and not self._reload_tracker():
                 return None
             self._compact_if_due()
-            peers = None if build_all else self._peers_to_poll()
-            known = None if build_all else self._tracker.recorded
-            if peers is None:
-                fetched = self._fetch_all(known, None if build_all else self._whole_list_by_id())
-            else:
-                fetched = self._fetch_peers(peers, known)
+            fetched = self._fetch(build_all)
             if fetched is None:
                 return None
             transfers, covered = fetched
@@ -267,6 +262,18 @@ class Agent:
             self._last_polled = now
             self._publish()
             return transfers
+
+    def _fetch(self, build_all: bool) -> tuple[Downloads, frozenset[str] | None] | None:
+        """Read slskd for one poll: the followed peers' lists, or the whole list (by id if it may).
+
+        Returns what was read and the peers it covers (None: the whole list, built), or None
+        when the poll failed (already handled).
+        """
+        peers = None if build_all else self._peers_to_poll()
+        known = None if build_all else self._tracker.recorded
+        if peers is not None:
+            return self._fetch_peers(peers, known)
+        return self._fetch_all(known, None if build_all else self._whole_list_by_id())
 
     def _peers_to_poll(self) -> frozenset[str] | None:
         """The peers whose own lists this poll reads, or None to read slskd's whole list.
@@ -321,8 +328,10 @@ class Agent:
 
         Read by id, the poll then reads the followed peers' lists and covers those peers.
         """
+        # While downloads are followed, the memory a parse frees is used again within a second.
+        trim = not self._tracker.active
         try:
-            listed = self._client.list_downloads(known=known, followed=followed)
+            listed = self._client.list_downloads(known=known, followed=followed, trim=trim)
         except SlskdError as exc:
             self._on_failure(exc)
             return None

@@ -669,26 +669,32 @@ class SlskdClient:
 
     def list_downloads(
         self, include_removed: bool = False, known: Mapping[str, Kind] | None = None,
-        followed: AbstractSet[str] | None = None,
+        followed: AbstractSet[str] | None = None, trim: bool = True,
     ) -> Downloads:
         """Every download slskd still lists (optionally with soft-removed history).
 
         A 200 whose body is not a download list raises SlskdBadResponse (see parse_downloads,
         also for `known`: records whose recorded end is unchanged are not built). With
         `followed` (the ids of downloads the caller follows), a list whose every id is known or
-        followed comes back as ids only (`by_id`, see known_ids_only).
+        followed comes back as ids only (`by_id`, see known_ids_only). `trim=False` leaves the
+        memory a parse freed to the next poll instead of handing it back (see _trim_heap); a
+        list read by id is trimmed after in any case.
         """
         params = {"includeRemoved": "true"} if include_removed else None
         body = self._get_whole(f"{API}/transfers/downloads", params=params)
         size = len(body)
+        listed = None
         try:
             listed = known_ids_only(body, known or {}, followed) if followed is not None else None
-            return listed if listed is not None else parse_downloads(body, listing=True, known=known)
+            if listed is None:
+                listed = parse_downloads(body, listing=True, known=known)
+            return listed
         finally:
             # Trimmed once the body is gone too: a body served from free heap memory a parse left
             # (not mmapped afresh) stayed resident otherwise (+5.6 MB at 10,000, benchmarks/idle.py).
             del body
-            _trim_heap(size)
+            if trim or listed is None or listed.by_id:
+                _trim_heap(size)
 
     def list_user_downloads(self, username: str, known: Mapping[str, Kind] | None = None) -> Downloads:
         """Every download from one peer that slskd still lists; empty when it lists none.
