@@ -874,3 +874,17 @@ def test_list_downloads_reads_by_id_only_when_asked_and_nothing_is_new(mock: res
     built = client.list_downloads(known=known, followed=frozenset())
     assert not built.by_id and [t.id for t in built] == [GUID2] and built.recorded_ids == [GUID]
     assert [t.id for t in client.list_downloads(known=known)] == [GUID2]  # not asked: parsed
+
+
+def test_a_parse_is_trimmed_after_unless_asked_not_to_and_a_read_by_id_always(
+        mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(slskd_mod, "_trim_heap", trims.append)
+    body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress")))
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
+    client = key_client()
+    client.list_downloads(known={GUID: Kind.SUCCEEDED}, trim=False)
+    assert trims == []  # while downloads are followed the freed memory serves the next poll
+    client.list_downloads(known={GUID: Kind.SUCCEEDED}, followed=frozenset({GUID2}), trim=False)
+    client.list_downloads(known={GUID: Kind.SUCCEEDED})
+    assert trims == [len(body), len(body)]
