@@ -818,6 +818,40 @@ def test_parse_with_the_stdlib_fallback_is_identical(monkeypatch: pytest.MonkeyP
     assert list(fallback) == list(with_orjson) and fallback.recorded_ids == [GUID]
 
 
+def _odd_records() -> list[Any]:
+    """Recorded and fresh records mixed with every kind of oddity the per-record loop handles."""
+    ids = [f"{i:08d}-0000-0000-0000-000000000000" for i in range(8)]
+    return [
+        transfer(id=ids[0]),  # recorded, unchanged
+        transfer(id=ids[1], state="Completed, Errored"),  # recorded as succeeded, now failed: built
+        transfer(id=ids[2], state="InProgress"),  # not recorded: built
+        transfer(id=ids[3], state=["Completed"]),  # recorded, a state that is not a string
+        transfer(id=ids[4], filename=""),  # recorded, no file name: junk
+        transfer(id=["not", "hashable"]),
+        "not an object",
+        transfer(id=ids[5], filename=None),
+        transfer(id=ids[6], state={"odd": 1}),
+        transfer(id=7),
+    ]
+
+
+@pytest.mark.parametrize("odd", range(3, 10))
+def test_recorded_ends_are_sorted_out_as_the_per_record_loop_does(odd: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C-level pass (_unrecorded) and the per-record loop give the same answer on any input."""
+    records = _odd_records()
+    plain = [records[0], records[1], records[2], transfer(id=GUID2)]
+    known = {r["id"]: Kind.SUCCEEDED for r in records if type(r) is dict and type(r["id"]) is str}
+    for files in (plain, plain + [records[odd]]):
+        body = json.dumps([{"username": "u", "directories": [{"directory": "d", "files": files}]},
+                           {**transfer(id=GUID, username="bare")}])  # a bare transfer object as well
+        fast = parse_downloads(body, listing=True, known={**known, GUID: Kind.SUCCEEDED})
+        with monkeypatch.context() as m:
+            m.setattr(slskd_mod, "_unrecorded", lambda *a: None)
+            loop = parse_downloads(body, listing=True, known={**known, GUID: Kind.SUCCEEDED})
+        assert list(fast) == list(loop) and fast.recorded_ids == loop.recorded_ids and fast.skipped == loop.skipped
+        assert fast.recorded_ids[:1] == [records[0]["id"]] and fast.recorded_ids[-1] == GUID
+
+
 # ----------------------------------------------------------------- the whole list read by id (issue 12)
 
 GUID3 = "99999999-8888-7777-6666-555555555555"

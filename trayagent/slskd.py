@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 import uuid
+from itertools import compress, repeat
+from operator import is_, not_
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -277,15 +279,24 @@ def parse_downloads(
             gc.enable()
 
 
-def _collect(files: list[Any], user: str | None, out: Downloads, known: Mapping[str, Kind] | None) -> int:
-    """Append one user's (or one directory's) transfers to `out`; returns how many were junk."""
+def _collect(records: list[Any], owners: list[str | None], out: Downloads, known: Mapping[str, Kind] | None) -> int:
+    """Append the transfers among `records` (each with its group's user) to `out`; returns how many were junk.
+
+    With `known`, the records it settles (see parse_downloads) are first sorted out by
+    _unrecorded in a few C-level passes, and only the others go through the loop below.
+    """
+    if known is not None and records:
+        picked = _unrecorded(records, owners, known, out.recorded_ids)  # type: ignore[arg-type]
+        if picked is not None:
+            records, owners = picked
+            known = None
     append = out.append
     from_json = Transfer.from_json
     skipped = 0
     if known is not None:
         listed = out.recorded_ids.append  # type: ignore[union-attr] - a list whenever known is set
         known_get = known.get
-    for obj in files:
+    for obj, user in zip(records, owners):
         if type(obj) is dict:
             if known is not None:
                 tid = obj.get("id")
@@ -304,6 +315,34 @@ def _collect(files: list[Any], user: str | None, out: Downloads, known: Mapping[
     return skipped
 
 
+_NO_KIND = object()  # the kind of a record whose state is not a string: never a recorded one
+
+
+def _unrecorded(
+    records: list[Any], owners: list[str | None], known: Mapping[str, Kind], listed: list[str],
+) -> tuple[list[Any], list[str | None]] | None:
+    """The records `known` does not settle, and their users; the ids of the others go to `listed`.
+
+    The same decision as _collect's loop, made in passes that run in C (map, compress), so a
+    whole list of 10,000 recorded ends costs a few list passes instead of a Python loop over
+    every record (benchmarks/active_cost.py). None when any record is odd (not an object, an
+    unhashable id or state, a recorded one without a non-empty string file name): the loop
+    then decides each record as before, so the result is the same for every input.
+    """
+    try:
+        ids = list(map(dict.get, records, repeat("id")))
+        states = list(map(dict.get, records, repeat("state")))
+        state_kinds = {s: classify(s).kind for s in set(states) if type(s) is str}
+        settled = list(map(is_, map(known.get, ids), map(state_kinds.get, states, repeat(_NO_KIND))))
+        if not all(map(str.__len__, map(dict.get, compress(records, settled), repeat("filename")))):
+            return None
+    except TypeError:
+        return None
+    listed.extend(compress(ids, settled))
+    fresh = list(map(not_, settled))
+    return list(compress(records, fresh)), list(compress(owners, fresh))
+
+
 def _parse_downloads(body: bytes | str, listing: bool, one_group: bool, known: Mapping[str, Kind] | None) -> Downloads:
     what = "a peer's download list" if one_group else "the download list"
     data = _load_json(body, what)
@@ -317,7 +356,8 @@ def _parse_downloads(body: bytes | str, listing: bool, one_group: bool, known: M
     out = Downloads()
     if known is not None:
         out.recorded_ids = []
-    from_json = Transfer.from_json
+    records: list[Any] = []  # every transfer object, in the order listed
+    owners: list[str | None] = []  # the user of the group each came from
     skipped = 0
     for group in groups:
         if type(group) is not dict:
@@ -329,11 +369,8 @@ def _parse_downloads(body: bytes | str, listing: bool, one_group: bool, known: M
         directories = group.get("directories")
         flat = group.get("files")
         if directories is None and flat is None and "filename" in group:
-            transfer = from_json(group, user)  # a bare transfer object, not a group
-            if transfer is None:
-                skipped += 1
-            else:
-                out.append(transfer)
+            records.append(group)  # a bare transfer object, not a group
+            owners.append(user)
             continue
         if type(directories) is not list and type(flat) is not list:
             skipped += 1  # neither a group nor a transfer: {"message": ...} and the like
@@ -344,9 +381,12 @@ def _parse_downloads(body: bytes | str, listing: bool, one_group: bool, known: M
                 if type(files) is not list:
                     skipped += 1
                     continue
-                skipped += _collect(files, user, out, known)
+                records.extend(files)
+                owners.extend(repeat(user, len(files)))
         if type(flat) is list:
-            skipped += _collect(flat, user, out, known)
+            records.extend(flat)
+            owners.extend(repeat(user, len(flat)))
+    skipped += _collect(records, owners, out, known)
     if skipped:
         log.debug("download list: skipped %d malformed entries, kept %d", skipped, len(out))
         if (listing or one_group) and not out and not out.recorded_ids:

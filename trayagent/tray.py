@@ -256,6 +256,7 @@ class TrayApp:
         self._notifiers: list[Any] = [notifier] if notifier is not None else []
         setting = getattr(getattr(config, "tray", None), "backend", "auto")
         self._rungs = tuple(backends) if backends is not None else rungs(setting)
+        self._hung: set[str] = set()  # rungs whose icon stopped answering once (given one more try)
         self._factory = factory
         self._probe = probe
         self._monotonic = monotonic
@@ -294,6 +295,12 @@ class TrayApp:
             for name in self._rungs:
                 if self._stopping or self._run_backend(name):
                     break
+                if name in self._hung and not self._stopping:
+                    # pystray's XEmbed icon now and then hangs before it docks; a fresh one
+                    # of the same kind nearly always docks, so it gets one more try.
+                    log.info("tray: trying a fresh %s tray once more", name)
+                    if self._run_backend(name):
+                        break
             else:
                 if not self._stopping:
                     log.warning("no tray icon: desktop notifications and the JSON stream go on")
@@ -444,6 +451,8 @@ class TrayApp:
                 self._timer.daemon = True
                 self._timer.start()
         if hung and backend is not None:
+            with self._lock:
+                self._hung.add(backend.name)
             self._drop_backend(backend, TimeoutError(f"no answer for {self.UPDATE_TIMEOUT:.0f} s"))
 
     def _on_timer(self) -> None:
