@@ -370,8 +370,9 @@ def test_compact_keeps_every_recorded_outcome_in_new_strings() -> None:
     ended = {tid: kind for tid, kind in zip(ids, (Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED, Kind.SUCCEEDED))}
     tracker = Tracker(Rules(), ended=dict(ended), initialized=True)
     before = list(tracker.recorded)  # held, so no new string can take an old one's place
+    view = tracker.recorded
     tracker.compact()
-    assert dict(tracker.recorded) == ended
+    assert dict(tracker.recorded) == ended and dict(view) == ended
     assert all(new == old and new is not old for new, old in zip(tracker.recorded, before))
     assert all(tracker.is_recorded(tid) for tid in ids)
 

@@ -227,7 +227,7 @@ def known_ids_only(body: bytes, known: Mapping[str, Kind], followed: AbstractSet
     The tracker skips a recorded id and matches a followed one to its download, so such a list
     holds nothing new: the agent reads the followed peers' own lists for their records and
     needs this one only for its ids (the sweep that forgets ids slskd let go of). At 10,000
-    ended transfers this costs about a sixth of a parse and builds ~10,000 small strings
+    ended transfers this costs about a fifth of a parse and builds ~10,000 small strings
     instead of ~150,000 objects (benchmarks/active_cost.py, benchmarks/idle.py).
     """
     ids = listed_ids(body)
