@@ -91,6 +91,9 @@ class Run:
             *whole, pending = pending.split(b"\n")
             self.lines.extend(line + b"\n" for line in whole)
             if self.close_reader.is_set():
+                # The agent is paused while the pipe is emptied and closed, so nothing it writes
+                # falls between the two; its next write meets a closed pipe.
+                _pause(self.proc.pid)
                 os.set_blocking(fd, False)
                 try:
                     left = os.read(fd, 1 << 20)
@@ -98,7 +101,12 @@ class Run:
                     left = b""
                 self.abandoned.extend(line + b"\n" for line in (pending + left).split(b"\n")[:-1])
                 pending = b""
-                break
+                self.proc.stdout.close()
+                try:
+                    os.kill(self.proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+                return
         if pending:
             self.lines.append(pending)  # a cut-off line: check() reports it
         self.proc.stdout.close()
@@ -114,6 +122,24 @@ class Run:
         self._reader.join(5)
         self._err.close()
         return rc
+
+
+def _pause(pid: int, timeout: float = 2.0) -> None:
+    """SIGSTOP, and wait until every thread has really stopped (kill() returns before that)."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [Path(t, "stat").read_text().rsplit(")", 1)[1].split()[0]
+                      for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            return
+        if all(st in ("T", "t", "Z", "X") for st in states):
+            return
+        time.sleep(0.001)
 
 
 class Session(threading.Thread):
