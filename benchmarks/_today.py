@@ -1,7 +1,8 @@
 """Run a benchmark, or the agent, with the poll path as it was before issue 12 ("today").
 
 Restores what `main` did on every poll before per-peer polling:
-- every poll reads slskd's whole list (no per-peer lists: Agent._peers_to_poll answers None),
+- every poll reads slskd's whole list and builds it (no per-peer lists, no reading by id:
+  Agent._peers_to_poll and Agent._whole_list_by_id answer None),
 - the body through requests' `.content` (gathered in 10 KiB chunks),
 - every record built into a Transfer, ended and recorded or not (no `known` skip),
 - the last poll's list kept until the next poll (Agent._last_transfers), no heap trim.
@@ -23,7 +24,8 @@ def install() -> None:
     import trayagent.agent as agent
     import trayagent.slskd as slskd
 
-    def list_downloads(self: Any, include_removed: bool = False, known: Any = None) -> Any:
+    def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None,
+                       trim: bool = True) -> Any:
         params = {"includeRemoved": "true"} if include_removed else None
         resp = self._request("GET", f"{slskd.API}/transfers/downloads", params=params)
         return slskd.parse_downloads(resp.content, listing=True)
@@ -39,6 +41,7 @@ def install() -> None:
     slskd.SlskdClient.list_downloads = list_downloads  # type: ignore[method-assign]
     slskd._trim_heap = lambda body_size: None
     agent.Agent._peers_to_poll = lambda self: None  # type: ignore[method-assign]
+    agent.Agent._whole_list_by_id = lambda self: None  # type: ignore[method-assign]
     agent.Agent._poll = keep_last  # type: ignore[method-assign]
 
 

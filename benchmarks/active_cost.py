@@ -8,16 +8,21 @@ from 2 peers), in one run:
    (/proc) over --seconds after --warmup. "today" is the poll path before this issue
    (benchmarks/_today.py: the whole list every second, read through requests' 10 KiB chunks,
    every record built); "after" is the current code (per-peer lists every second, the whole
-   list every 10 s). Requests per minute of each kind are counted by the server.
+   list every 10 s, read by id when nothing in it is new). Requests per minute of each kind
+   are counted by the server.
 2. **A full poll against json.loads**: Agent.poll_once with per-peer polling off ([poll]
    max_peers = 0), end to end (HTTP receive, parse, reconcile, commit, publish; thread CPU of
    the polling thread), best of --polls, as a ratio to stdlib json.loads of the same body
-   (best of --polls, process CPU), today and after, each in its own process.
+   (best of --polls, measured in turn with the polls), today and after, each in its own process.
+3. **Idle**: the same agent with nothing active and --idle-sizes ended transfers listed (2k and
+   10k): its resident memory (VmRSS) at the end of --idle-seconds after --warmup, and the
+   requests per minute, today and after.
 
 The bodies are the simulator's own (its JSON for those records), served by a small loopback
 server from memory, so serving 50,000 records does not slow the agent's polls down.
 
     .venv/bin/python benchmarks/active_cost.py [--sizes 1000,10000,50000] [--seconds 30] [--warmup 14]
+                                               [--idle-sizes 2000,10000] [--idle-seconds 12]
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import _common  # noqa: F401  (sys.path)
-from _common import HERE, agent_env, cpu_seconds, header, populate_history, spawn, stop, wait_for, write_config
+from _common import (BENCH_KEY, HERE, agent_env, cpu_seconds, header, populate_history, rss_mb, spawn, stop,
+                     wait_for, write_config)
 from poll_cost import BodyServer
 
 LIST = "/api/v0/transfers/downloads"
@@ -41,15 +47,16 @@ ACTIVE = [("alice", "@@music\\Now\\01 - Active.flac"), ("alice", "@@music\\Now\\
           ("bob", "@@music\\Later\\01 - Active.flac")]
 CPU_TARGET = 0.05  # of today's, at 10k
 RATIO_TARGET = 1.2
+RSS_TARGET_MB = 45.0  # idle, 10k ended transfers listed
 
 
-def bodies(n: int) -> tuple[bytes, dict[str, bytes]]:
+def bodies(n: int, active: bool = True) -> tuple[bytes, dict[str, bytes]]:
     """The simulator's answers: the whole list, and each peer's own list."""
     from trayagent.simulator import Simulator
 
     with Simulator(api_key=None) as sim:
         populate_history(sim, n)
-        for user, name in ACTIVE:
+        for user, name in ACTIVE if active else ():
             sim.add_download(user, name, 40_000_000, state="InProgress", bytes_transferred=1_000_000, speed=500_000.0)
         users = {r.username for r in sim._records.values()}  # noqa: SLF001 - a benchmark reads its own fixture
         per_user = {u: sim._user_downloads(u).body for u in users}  # noqa: SLF001
@@ -75,8 +82,8 @@ class Server(BodyServer):
 
 
 def active_run(server: Server, mode: str, root: Path, seconds: float, warmup: float) -> dict[str, float]:
-    """The agent at default intervals while 3 downloads from 2 peers are active."""
-    cfg = write_config(root / f"{mode}.toml", server.url, "bench-key", cleanup={"enabled": False},
+    """The agent at default intervals against `server` (3 downloads from 2 peers active, or none)."""
+    cfg = write_config(root / f"{mode}.toml", server.url, BENCH_KEY, cleanup={"enabled": False},
                        notifications={"enabled": False})
     shim = [str(HERE / "_today.py")] if mode == "today" else []
     cmd = [sys.executable, *shim, "-m", "trayagent", "run", "--headless", "--json", "--config", str(cfg)]
@@ -91,14 +98,20 @@ def active_run(server: Server, mode: str, root: Path, seconds: float, warmup: fl
         time.sleep(seconds)
         cpu1, wall1 = cpu_seconds(proc.pid), time.monotonic()
         counts = dict(server.counts)
+        rss = rss_mb(proc.pid)
     finally:
         stop(proc)
     wall = wall1 - wall0
-    return {"cpu": (cpu1 - cpu0) / wall, "full": counts["full"] / wall * 60, "peer": counts["peer"] / wall * 60}
+    return {"cpu": (cpu1 - cpu0) / wall, "full": counts["full"] / wall * 60, "peer": counts["peer"] / wall * 60,
+            "rss": rss}
 
 
 def full_poll(n: int, polls: int) -> dict[str, float]:
-    """In this process: best json.loads and best Agent.poll_once (per-peer polls off) of one body."""
+    """In this process: best json.loads and best Agent.poll_once (per-peer polls off) of one body.
+
+    The two alternate, poll by poll, so that a shared machine's drift during the run weighs on
+    both alike; both are the calling thread's CPU time.
+    """
     from trayagent.agent import Agent
     from trayagent.config import Config, PollConfig, SlskdConfig
     from trayagent.slskd import tune_allocator
@@ -106,21 +119,19 @@ def full_poll(n: int, polls: int) -> dict[str, float]:
 
     full, per_user = bodies(n)
     server = Server(full, per_user)
-    loads = []
-    for _ in range(polls):
-        gc.collect()
-        start = time.process_time()
-        json.loads(full)
-        loads.append(time.process_time() - start)
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     clock = [t0]
     tune_allocator()
+    loads, out = [], []
     with tempfile.TemporaryDirectory(prefix="trayagent-bench-") as tmp:
-        config = Config(slskd=SlskdConfig(url=server.url, api_key="bench-key"), poll=PollConfig(max_peers=0))
+        config = Config(slskd=SlskdConfig(url=server.url, api_key=BENCH_KEY), poll=PollConfig(max_peers=0))
         agent = Agent(config, store=Store(Path(tmp) / "state.db"), clock=lambda: clock[0])
-        out = []
         try:
             for i in range(polls + 1):
+                gc.collect()
+                start = time.thread_time()
+                json.loads(full)
+                loads.append(time.thread_time() - start)
                 clock[0] = t0 + timedelta(seconds=i)
                 gc.collect()
                 start = time.thread_time()
@@ -146,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="CPU sampling window per agent run")
     ap.add_argument("--warmup", type=float, default=14.0, help="seconds after the first poll before sampling")
     ap.add_argument("--polls", type=int, default=7, help="polls measured for the full-poll ratio")
+    ap.add_argument("--idle-sizes", default="2000,10000", help="ended transfers listed for the idle runs")
+    ap.add_argument("--idle-seconds", type=float, default=12.0, help="idle window (an idle poll every 10 s)")
     ap.add_argument("--full-poll", type=int, default=0, help=argparse.SUPPRESS)  # the in-process part, one size
     args = ap.parse_args(argv)
     if args.full_poll:
         print(json.dumps(full_poll(args.full_poll, args.polls)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    header("agent CPU while 3 downloads from 2 peers are active, and the full poll against json.loads")
+    header("agent CPU while 3 downloads from 2 peers are active, the full poll against json.loads, idle memory")
     rows = []
     for n in sizes:
         full, per_user = bodies(n)
@@ -166,7 +179,24 @@ def main(argv: list[str] | None = None) -> int:
         polls = {mode: full_poll_in_process(n, args.polls, mode) for mode in ("today", "after")}
         rows.append((n, len(full), runs, polls))
         del full, per_user
+    idle_sizes = [int(s) for s in args.idle_sizes.split(",") if s]
+    idle = [(n, idle_runs(n, args.idle_seconds, args.warmup)) for n in idle_sizes]
+    report(args, rows, idle)
+    return 0
 
+
+def idle_runs(n: int, seconds: float, warmup: float) -> dict[str, dict[str, float]]:
+    full, per_user = bodies(n, active=False)
+    server = Server(full, per_user)
+    try:
+        with tempfile.TemporaryDirectory(prefix="trayagent-bench-") as tmp:
+            return {mode: active_run(server, mode, Path(tmp), seconds, warmup) for mode in ("today", "after")}
+    finally:
+        server.close()
+
+
+def report(args: argparse.Namespace, rows: list, idle: list) -> None:
+    """Print the three tables and the targets."""
     print(f"\n  CPU per second while active (default intervals; {args.seconds:g} s window after {args.warmup:g} s)")
     print(f"  {'ended':>7} {'body':>8} {'today ms/s':>10} {'after ms/s':>10} {'after/today':>11}"
           f" {'today GET/min (whole)':>22} {'after GET/min (whole + peer)':>29}")
@@ -194,7 +224,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  flat in history: after, {lo[0]:,} -> {hi[0]:,} ended: {lo[2]['after']['cpu'] * 1e3:.2f} ->"
               f" {hi[2]['after']['cpu'] * 1e3:.2f} ms/s (today {lo[2]['today']['cpu'] * 1e3:.1f} ->"
               f" {hi[2]['today']['cpu'] * 1e3:.1f} ms/s)")
-    return 0
+    if not idle:
+        return
+    print(f"\n  Idle, nothing active (default intervals; {args.idle_seconds:g} s window after {args.warmup:g} s)")
+    print(f"  {'ended':>7} {'RSS today':>10} {'RSS after':>10} {'GET/min today (whole)':>22}"
+          f" {'after (whole + peer)':>21} {'CPU ms/s today':>15} {'after':>6}")
+    for n, runs in idle:
+        t, a = runs["today"], runs["after"]
+        print(f"  {n:>7,} {t['rss']:>8.1f}MB {a['rss']:>8.1f}MB {t['full'] + t['peer']:>15.1f} ({t['full']:.1f})"
+              f" {a['full'] + a['peer']:>12.1f} ({a['full']:.1f} + {a['peer']:.1f})"
+              f" {t['cpu'] * 1e3:>15.2f} {a['cpu'] * 1e3:>6.2f}")
+    by_idle = dict(idle)
+    if 10_000 in by_idle:
+        rss = by_idle[10_000]["after"]["rss"]
+        print(f"\n  target: idle RSS with 10k ended transfers <= {RSS_TARGET_MB:g} MB: {rss:.1f} MB"
+              f" ({'MET' if rss <= RSS_TARGET_MB else 'MISSED'})", end="")
+        if 2_000 in by_idle:
+            print(f"; today's with 2k: {by_idle[2_000]['today']['rss']:.1f} MB", end="")
+        print()
 
 
 if __name__ == "__main__":

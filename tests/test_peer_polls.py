@@ -8,11 +8,13 @@ simulator's request log shows which lists were read.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentproc import quiet_for
+from agentproc import quiet_for, write_config
+from conftest import API_KEY
 from test_integration import ALBUM, _wait_new_id, assert_once
 
 pytestmark = pytest.mark.integration
@@ -165,3 +167,42 @@ def test_slskd_restart_reads_the_whole_list_and_every_download_ends_once(make_ag
     assert not agent.of("failed"), agent.events
     assert_once(agent)
     assert len([e for e in agent.events if e["event"] == "completed"]) == 3
+
+
+def test_idle_polls_read_the_whole_list_by_id_and_the_forget_sweep_still_runs(
+        sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, over real HTTP: an idle poll that finds nothing new in the list builds nothing."""
+    from trayagent import slskd as slskd_mod
+    from trayagent.agent import Agent
+    from trayagent.config import load_config
+    from trayagent.store import Store
+    from trayagent.tracker import Rules, Tracker
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(Tracker, "FORGET_EVERY", 2)
+    parsed: list[int] = []
+    real_parse = slskd_mod.parse_downloads
+    monkeypatch.setattr(slskd_mod, "parse_downloads", lambda body, **kw: parsed.append(len(body)) or real_parse(body, **kw))
+    old = [sim.add_download(f"peer{i % 3}", ALBUM + f"old{i:02d}.flac", 10, state="Completed, Succeeded")
+           for i in range(30)]
+    agent = Agent(load_config(write_config(tmp_path / "c.toml", sim.url, API_KEY), env={}))
+    try:
+        assert agent.poll_once() and len(parsed) == 1  # the first start's baseline is built
+        for tid in old[:5]:
+            sim.delete(tid)  # slskd let them go (retention)
+        for _ in range(4):
+            assert agent.poll_once()
+        assert len(parsed) == 1, "an idle poll that found nothing new built the list"
+        assert full_gets(sim) == 5 and not peer_gets(sim)
+        new = sim.add_download("dave", ALBUM + "new.flac", 10)
+        assert agent.poll_once() and len(parsed) == 2
+        assert [t.id for t in agent.state().active] == [new]
+    finally:
+        agent.stop()
+    store = Store(load_config(tmp_path / "c.toml", env={}).state_path)
+    try:
+        tracker = store.load_tracker(Rules())
+    finally:
+        store.close()
+    assert not any(tracker.is_recorded(tid) for tid in old[:5]), "the sweep did not run on polls read by id"
+    assert all(tracker.is_recorded(tid) for tid in old[5:])

@@ -27,6 +27,8 @@ from trayagent.slskd import (
     SlskdNotFound,
     SlskdUnauthorized,
     SlskdUnreachable,
+    known_ids_only,
+    listed_ids,
     parse_downloads,
 )
 
@@ -849,3 +851,74 @@ def test_recorded_ends_are_sorted_out_as_the_per_record_loop_does(odd: int, monk
         assert list(fast) == list(loop) and fast.recorded_ids == loop.recorded_ids and fast.skipped == loop.skipped
         assert fast.recorded_ids[:1] == [records[0]["id"]] and fast.recorded_ids[-1] == GUID
 
+
+# ----------------------------------------------------------------- the whole list read by id (issue 12)
+
+GUID3 = "99999999-8888-7777-6666-555555555555"
+
+
+def test_listed_ids_finds_every_id_compact_or_indented() -> None:
+    records = [transfer(), transfer(id=GUID2, username="bob"), transfer(id=GUID3, filename='has "id":"x" in it')]
+    for body in (json.dumps(nested(*records), separators=(",", ":")), json.dumps(nested(*records), indent=2)):
+        assert listed_ids(body.encode()) == [GUID, GUID2, GUID3]
+
+
+@pytest.mark.parametrize("body", [
+    b"[]",  # nothing to go by: parsed (cheap), never read as "slskd lists nothing"
+    b'{"message": "Service Unavailable"}',
+    b'{"username": "alice", "directories": []}',
+    json.dumps(nested(transfer(), transfer(id=12345))).encode(),  # an id that is not a string
+    json.dumps(nested(transfer(), transfer(id="ab\"c"))).encode(),  # an id with an escape
+    json.dumps(nested(transfer(), transfer(id="caf\u00e9"))).encode(),
+    json.dumps(nested(transfer(id="café"), transfer()), ensure_ascii=False).encode(),  # not ASCII
+    json.dumps(nested(transfer(), transfer(id=""))).encode(),
+    json.dumps(nested(transfer(state="id"))).encode(),  # a string value that reads "id"
+    json.dumps(nested(transfer(), transfer(id=GUID2)))[:-40].encode(),  # cut short
+])
+def test_listed_ids_is_unsure_rather_than_short(body: bytes) -> None:
+    assert listed_ids(body) is None
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_listed_ids_never_misses_an_id_a_parse_sees(name: str) -> None:
+    """Whatever the strings hold, the ids found include every id the parser reads (or it is unsure)."""
+    fields = ("filename", "username", "state", "exception", "requestedAt")
+    records = [transfer(id=f"{i:08d}-0000-0000-0000-000000000000", **{f: name + f'"id":"{GUID}"'})
+               for i, f in enumerate(fields)]
+    for ascii_only in (True, False):
+        body = json.dumps(nested(*records), ensure_ascii=ascii_only).encode()
+        found = listed_ids(body)
+        assert found is None or {t.id for t in parse_downloads(body)} <= set(found)
+
+
+def test_a_list_of_known_ids_comes_back_by_id_and_a_new_id_gets_it_parsed() -> None:
+    body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress"))).encode()
+    got = known_ids_only(body, {GUID: Kind.SUCCEEDED}, frozenset({GUID2}))
+    assert got is not None and got.by_id and list(got) == [] and got.recorded_ids == [GUID, GUID2]
+    assert known_ids_only(body, {GUID: Kind.SUCCEEDED}, frozenset()) is None  # GUID2 is new
+
+
+def test_list_downloads_reads_by_id_only_when_asked_and_nothing_is_new(mock: responses.RequestsMock) -> None:
+    body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress")))
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
+    client = key_client()
+    known = {GUID: Kind.SUCCEEDED}
+    by_id = client.list_downloads(known=known, followed=frozenset({GUID2}))
+    assert by_id.by_id and list(by_id) == [] and sorted(by_id.recorded_ids) == sorted([GUID, GUID2])
+    built = client.list_downloads(known=known, followed=frozenset())
+    assert not built.by_id and [t.id for t in built] == [GUID2] and built.recorded_ids == [GUID]
+    assert [t.id for t in client.list_downloads(known=known)] == [GUID2]  # not asked: parsed
+
+
+def test_a_parse_is_trimmed_after_unless_asked_not_to_and_a_read_by_id_always(
+        mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(slskd_mod, "_trim_heap", trims.append)
+    body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress")))
+    mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
+    client = key_client()
+    client.list_downloads(known={GUID: Kind.SUCCEEDED}, trim=False)
+    assert trims == []  # while downloads are followed the freed memory serves the next poll
+    client.list_downloads(known={GUID: Kind.SUCCEEDED}, followed=frozenset({GUID2}), trim=False)
+    client.list_downloads(known={GUID: Kind.SUCCEEDED})
+    assert trims == [len(body), len(body)]

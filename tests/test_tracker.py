@@ -343,6 +343,40 @@ def test_ids_not_built_still_count_as_listed_for_the_forget_sweep() -> None:
     assert forgotten == {gone} and tracker.is_recorded(old) and not tracker.is_recorded(gone)
 
 
+def test_a_whole_list_read_by_id_with_some_peers_lists_sweeps_and_counts_only_those_peers() -> None:
+    old, gone, live = gid(), gid(), gid()
+    tracker = Tracker(Rules(), ended={old: Kind.SUCCEEDED, gone: Kind.SUCCEEDED}, initialized=True)
+    tracker.reconcile([tr(live, "InProgress", "alice", "a")], at(0), peers={"alice"})
+    forgotten: set[str] = set()
+    for i in range(1, 2 * Tracker.FORGET_EVERY + 1):
+        ch = tracker.reconcile([tr(live, "InProgress", "alice", "a")], at(i), peers={"alice"},
+                               also_listed=[old, live], whole_list=True)
+        forgotten |= ch.forgotten
+        assert kinds(ch) == []
+    assert forgotten == {gone} and tracker.is_recorded(old)
+    assert kinds(tracker.reconcile([], at(1000), peers=frozenset(), also_listed=[old], whole_list=True)) == []
+    assert [d.transfer_id for d in tracker.active] == [live] and tracker.active[0].missing_polls == 0
+
+
+def test_followed_ids_hold_current_and_earlier_ids(tracker: Tracker) -> None:
+    first, again = gid(), gid()
+    tracker.reconcile([tr(first, "InProgress", "alice", "a")], at(0))
+    tracker.reconcile([tr(again, "Queued, Locally", "alice", "a")], at(1))
+    assert tracker.followed_ids() == {first, again}
+
+
+def test_compact_keeps_every_recorded_outcome_in_new_strings() -> None:
+    ids = [gid() + suffix for suffix in ("", "é", "日本", "")]  # any id slskd might send
+    ended = {tid: kind for tid, kind in zip(ids, (Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED, Kind.SUCCEEDED))}
+    tracker = Tracker(Rules(), ended=dict(ended), initialized=True)
+    before = list(tracker.recorded)  # held, so no new string can take an old one's place
+    view = tracker.recorded
+    tracker.compact()
+    assert dict(tracker.recorded) == ended and dict(view) == ended
+    assert all(new == old and new is not old for new, old in zip(tracker.recorded, before))
+    assert all(tracker.is_recorded(tid) for tid in ids)
+
+
 # ----------------------------------------------------------------------------- cancels trayagent made
 
 

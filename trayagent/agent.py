@@ -69,6 +69,7 @@ class Agent:
                             restart_window=t.restart_window)
         self._tracker: Tracker = self._store.load_tracker(self._rules)
         self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
+        self._compact_due = False  # the first start's history is compacted at the next poll
         self._store_failing = False
         self._unreadable_warned = False
         self._clock = clock
@@ -192,7 +193,16 @@ class Agent:
         poll counts for nothing and the tracker is as it was before it (reloaded from the
         store after a failed commit), so the next poll redoes the work.
         """
-        return self._poll() is not None
+        ok = self._poll() is not None
+        self._compact_if_due()  # what the poll read is gone by now
+        return ok
+
+    def _compact_if_due(self) -> None:
+        """After the first start's baseline, once nothing else of the body it read is alive."""
+        if self._compact_due:
+            with self._lock:
+                self._compact_due = False
+                self._tracker.compact()
 
     def _poll(self, *, build_all: bool = False) -> Sequence[Transfer] | None:
         """poll_once, returning what it read (None on failure).
@@ -203,15 +213,15 @@ class Agent:
         with self._lock:
             if self._tracker_stale and not self._reload_tracker():
                 return None
-            peers = None if build_all else self._peers_to_poll()
-            known = None if build_all else self._tracker.recorded
-            fetched = self._fetch_all(known) if peers is None else self._fetch_peers(peers, known)
+            self._compact_if_due()
+            fetched = self._fetch(build_all)
             if fetched is None:
                 return None
             transfers, covered = fetched
             now = self._clock()
             unreadable = transfers.skipped
             full = covered is None
+            whole = full or transfers.by_id
             if unreadable or full:
                 self._note_unreadable(unreadable)
             try:
@@ -219,8 +229,8 @@ class Agent:
             except StoreError as exc:
                 self._on_store_failure(exc)
                 return None
-            changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable),
-                                              peers=covered, also_listed=transfers.recorded_ids,
+            changes = self._tracker.reconcile(transfers, now, complete=not (full and unreadable), peers=covered,
+                                              also_listed=transfers.recorded_ids, whole_list=whole,
                                               cancelled=cancelled)
             # Those ids are strings of the parsed body, spread through all its memory: dropped
             # before anything long-lived is allocated, so that memory can go back (see _trim_heap).
@@ -233,11 +243,11 @@ class Agent:
             if self._store_failing:
                 self._store_failing = False
                 log.warning("state saved again")
-            self._after_poll(full)
+            self._after_poll(full, whole)
             if changes.initialized:
-                # The history just recorded holds ids cut from the parsed body: reloaded from the
-                # store, they are compact, and the body's memory goes back (10,000 listed: -10 MB).
-                self._reload_tracker()
+                # The history just recorded holds ids cut from the parsed body: compacted once nothing
+                # else of the body is left (see Tracker.compact), its memory goes back.
+                self._compact_due = True
             self.polls += 1
             self._on_success()
             if events:
@@ -252,6 +262,18 @@ class Agent:
             self._last_polled = now
             self._publish()
             return transfers
+
+    def _fetch(self, build_all: bool) -> tuple[Downloads, frozenset[str] | None] | None:
+        """Read slskd for one poll: the followed peers' lists, or the whole list (by id if it may).
+
+        Returns what was read and the peers it covers (None: the whole list, built), or None
+        when the poll failed (already handled).
+        """
+        peers = None if build_all else self._peers_to_poll()
+        known = None if build_all else self._tracker.recorded
+        if peers is not None:
+            return self._fetch_peers(peers, known)
+        return self._fetch_all(known, None if build_all else self._whole_list_by_id())
 
     def _peers_to_poll(self) -> frozenset[str] | None:
         """The peers whose own lists this poll reads, or None to read slskd's whole list.
@@ -272,20 +294,59 @@ class Agent:
             return None
         return peers
 
-    def _after_poll(self, full: bool) -> None:
+    def _whole_list_by_id(self) -> frozenset[str] | None:
+        """The followed ids, when this poll may read slskd's whole list for its ids only.
+
+        That is when the whole list is read because idle_interval has passed (or nothing is
+        followed): if every id in it is recorded or followed, it holds nothing new, and the
+        followed peers' own lists give their records (client.list_downloads, `followed`).
+        None, and the whole list is built, whenever a reason in _peers_to_poll other than the
+        interval holds, or the followed peers cannot all be read one by one.
+        """
+        p = self.config.poll
+        tracker = self._tracker
+        if self._full_due or p.max_peers <= 0 or not tracker.initialized or tracker.needs_full_poll():
+            return None
+        peers = tracker.peers()
+        if len(peers) > p.max_peers or "" in peers or any(d.missing_polls for d in tracker.active):
+            return None
+        return tracker.followed_ids()
+
+    def _after_poll(self, full: bool, whole: bool) -> None:
         """After a committed poll: when the next one must read the whole list."""
+        if whole:
+            self._last_full = time.monotonic()
         if full:
             self._full_due = False
-            self._last_full = time.monotonic()
         elif any(d.missing_polls for d in self._tracker.active):
             self._full_due = True  # absence is confirmed against the whole list, poll by poll
 
-    def _fetch_all(self, known: Mapping[str, Kind] | None) -> tuple[Downloads, frozenset[str] | None] | None:
+    def _fetch_all(
+        self, known: Mapping[str, Kind] | None, followed: frozenset[str] | None = None,
+    ) -> tuple[Downloads, frozenset[str] | None] | None:
+        """Read slskd's whole list; by id only when `followed` is given and nothing in it is new.
+
+        Read by id, the poll then reads the followed peers' lists and covers those peers.
+        """
+        # While downloads are followed, the memory a parse frees is used again within a second.
+        trim = not self._tracker.active
         try:
-            return self._client.list_downloads(known=known), None
+            listed = self._client.list_downloads(known=known, followed=followed, trim=trim)
         except SlskdError as exc:
             self._on_failure(exc)
             return None
+        if not listed.by_id:
+            return listed, None
+        peers = self._tracker.peers()
+        if not peers:
+            return listed, frozenset()
+        fetched = self._fetch_peers(peers, known)
+        if fetched is None or fetched[1] is None:
+            return fetched  # failed, or no peer's list answered and the whole list was built
+        got, covered = fetched
+        got.recorded_ids.extend(listed.recorded_ids)  # type: ignore[union-attr] - a list from _fetch_peers
+        got.by_id = True
+        return got, covered
 
     def _fetch_peers(
         self, peers: frozenset[str], known: Mapping[str, Kind] | None,

@@ -21,7 +21,7 @@ import uuid
 from itertools import compress, repeat
 from operator import is_, not_
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import AbstractSet, Any, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -186,10 +186,60 @@ class Downloads(list[Transfer]):
 
     `recorded_ids` holds the ids of records left unbuilt because the caller's `known` map
     already records their end with the same outcome (see parse_downloads).
+
+    `by_id` is True when slskd's whole list was read for its ids only (see known_ids_only):
+    nothing in it was new, no record was built, and `recorded_ids` holds every id it lists.
     """
 
     skipped: int = 0
     recorded_ids: list[str] | tuple[str, ...] = ()
+    by_id: bool = False
+
+
+#: A record's `"id"` key, with its value when that is a plain JSON string (no escapes). slskd
+#: writes compact JSON; the optional spaces cover a re-indenting proxy.
+_ID_KEY = re.compile(rb'"id"(?:\s*:\s*"([^"\\]*)")?')
+
+
+def listed_ids(body: bytes) -> list[str] | None:
+    """Every record id in a whole download list, found without parsing it; None when unsure.
+
+    A quote cannot stand unescaped inside a JSON string, so `"id"` followed by a colon occurs
+    only as a key. Each occurrence must carry a plain string value; anything else (an id that
+    is a number, holds an escape or is not ASCII, a string value that reads `"id"`, a body that
+    is not one JSON array, a list without ids) answers None, and the caller parses the body.
+    So the ids returned are never fewer than the records a parse would see.
+    """
+    if not body[:64].lstrip().startswith(b"[") or not body[-64:].rstrip().endswith(b"]"):
+        return None
+    raw = _ID_KEY.findall(body)
+    if not raw or b"" in raw:
+        return None
+    try:
+        return [r.decode("ascii") for r in raw]
+    except UnicodeDecodeError:
+        return None
+
+
+def known_ids_only(body: bytes, known: Mapping[str, Kind], followed: AbstractSet[str]) -> Downloads | None:
+    """The whole list as ids only, when each is recorded (`known`) or followed; else None.
+
+    The tracker skips a recorded id and matches a followed one to its download, so such a list
+    holds nothing new: the agent reads the followed peers' own lists for their records and
+    needs this one only for its ids (the sweep that forgets ids slskd let go of). At 10,000
+    ended transfers this costs about a fifth of a parse and builds ~10,000 small strings
+    instead of ~150,000 objects (benchmarks/active_cost.py, benchmarks/idle.py).
+    """
+    ids = listed_ids(body)
+    if ids is None:
+        return None
+    for tid in ids:
+        if tid not in known and tid not in followed:
+            return None
+    out = Downloads()
+    out.recorded_ids = ids
+    out.by_id = True
+    return out
 
 
 def parse_downloads(
@@ -657,18 +707,34 @@ class SlskdClient:
 
     # ----------------------------------------------------------------- transfers
 
-    def list_downloads(self, include_removed: bool = False, known: Mapping[str, Kind] | None = None) -> Downloads:
+    def list_downloads(
+        self, include_removed: bool = False, known: Mapping[str, Kind] | None = None,
+        followed: AbstractSet[str] | None = None, trim: bool = True,
+    ) -> Downloads:
         """Every download slskd still lists (optionally with soft-removed history).
 
         A 200 whose body is not a download list raises SlskdBadResponse (see parse_downloads,
-        also for `known`: records whose recorded end is unchanged are not built).
+        also for `known`: records whose recorded end is unchanged are not built). With
+        `followed` (the ids of downloads the caller follows), a list whose every id is known or
+        followed comes back as ids only (`by_id`, see known_ids_only). `trim=False` leaves the
+        memory a parse freed to the next poll instead of handing it back (see _trim_heap); a
+        list read by id is trimmed after in any case.
         """
         params = {"includeRemoved": "true"} if include_removed else None
         body = self._get_whole(f"{API}/transfers/downloads", params=params)
+        size = len(body)
+        listed = None
         try:
-            return parse_downloads(body, listing=True, known=known)
+            listed = known_ids_only(body, known or {}, followed) if followed is not None else None
+            if listed is None:
+                listed = parse_downloads(body, listing=True, known=known)
+            return listed
         finally:
-            _trim_heap(len(body))
+            # Trimmed once the body is gone too: a body served from free heap memory a parse left
+            # (not mmapped afresh) stayed resident otherwise (+5.6 MB at 10,000, benchmarks/idle.py).
+            del body
+            if trim or listed is None or listed.by_id:
+                _trim_heap(size)
 
     def list_user_downloads(self, username: str, known: Mapping[str, Kind] | None = None) -> Downloads:
         """Every download from one peer that slskd still lists; empty when it lists none.
@@ -874,5 +940,6 @@ def _quiet_insecure_warning() -> None:
 
 __all__ = [
     "Downloads", "EnqueueResult", "ServerState", "SlskdBadResponse", "SlskdBusy", "SlskdClient", "SlskdError",
-    "SlskdInvalidArgument", "SlskdNotFound", "SlskdUnauthorized", "SlskdUnreachable", "parse_downloads",
+    "SlskdInvalidArgument", "SlskdNotFound", "SlskdUnauthorized", "SlskdUnreachable", "known_ids_only",
+    "listed_ids", "parse_downloads",
 ]
