@@ -2,7 +2,7 @@
 
 Restores the original `Transfer.from_json` (keyword construction, a helper call per field),
 parse_downloads without its pause of the cyclic GC, and skips the glibc mmap-threshold pin in
-trayagent.slskd, so "before" figures can be measured on the same machine in the same session
+trayagent.slskd.client, so "before" figures can be measured on the same machine in the same session
 as "after" ones:
 
     .venv/bin/python benchmarks/_before.py benchmarks/poll_cost.py --sizes 1000,10000
@@ -20,8 +20,8 @@ os.environ["TRAYAGENT_BENCH_BEFORE"] = "1"  # benchmarks spawn their agents thro
 
 def install() -> None:
     import trayagent.agent as agent
-    import trayagent.slskd as slskd
-    from trayagent.model import Transfer
+    import trayagent.slskd.client as slskd
+    from trayagent.core.model import Transfer
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import naive_from_json

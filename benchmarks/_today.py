@@ -22,7 +22,7 @@ os.environ["TRAYAGENT_BENCH_TODAY"] = "1"  # benchmarks spawn their agents throu
 
 def install() -> None:
     import trayagent.agent as agent
-    import trayagent.slskd as slskd
+    import trayagent.slskd.client as slskd
 
     def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None,
                        trim: bool = True) -> Any:

@@ -52,7 +52,7 @@ RSS_TARGET_MB = 45.0  # idle, 10k ended transfers listed
 
 def bodies(n: int, active: bool = True) -> tuple[bytes, dict[str, bytes]]:
     """The simulator's answers: the whole list, and each peer's own list."""
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     with Simulator(api_key=None) as sim:
         populate_history(sim, n)
@@ -114,7 +114,7 @@ def full_poll(n: int, polls: int) -> dict[str, float]:
     """
     from trayagent.agent import Agent
     from trayagent.config import Config, PollConfig, SlskdConfig
-    from trayagent.slskd import tune_allocator
+    from trayagent.slskd.client import tune_allocator
     from trayagent.store import Store
 
     full, per_user = bodies(n)

@@ -34,11 +34,11 @@ import _common  # noqa: F401  (sys.path)
 from _common import BENCH_KEY, header, naive_from_json
 from gen import Session
 
-import trayagent.slskd as slskd
-from trayagent.model import Transfer
-from trayagent.slskd import parse_downloads
+import trayagent.slskd.client as slskd
+from trayagent.core.model import Transfer
+from trayagent.slskd.client import parse_downloads
 from trayagent.store import Store
-from trayagent.tracker import Changes, Rules, Tracked, Tracker
+from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
 
 try:
     import orjson

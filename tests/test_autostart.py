@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trayagent import autostart
-from trayagent.autostart import (
+from trayagent.desktop import autostart
+from trayagent.desktop.autostart import (
     format_exec,
     parse_exec,
     parse_windows_command,

@@ -11,7 +11,7 @@ from conftest import API_KEY
 
 from trayagent import doctor
 from trayagent.doctor import run_doctor
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +181,7 @@ def test_world_readable_config_with_key_warns(sim: Simulator, tmp_path: Path) ->
 
 
 def test_a_crashing_check_is_isolated(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trayagent import traybackend
+    from trayagent.desktop import traybackend
 
     def boom(*args: object, **kwargs: object) -> list[object]:
         raise ImportError("the tray module is broken")
@@ -204,7 +204,7 @@ def fake_probe(problems: dict[str, str | None]) -> object:
 def test_tray_names_the_backend_in_use_and_why_not_the_others(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trayagent import traybackend
+    from trayagent.desktop import traybackend
 
     cfg = write_config(tmp_path / "config.toml", sim.url)
     env = {"DISPLAY": ":0", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"}
@@ -228,7 +228,7 @@ def test_tray_names_the_backend_in_use_and_why_not_the_others(
 
 
 def test_tray_honours_the_backend_setting(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trayagent import traybackend
+    from trayagent.desktop import traybackend
 
     monkeypatch.setattr(traybackend, "probe", fake_probe({"sni": None, "gtk": None, "xorg": None}))
     env = {"DISPLAY": ":0"}
@@ -278,7 +278,7 @@ def test_notify_sends_a_test_notification(sim: Simulator, tmp_path: Path, monkey
 
 
 def test_autostart_state_is_reported(sim: Simulator, tmp_path: Path) -> None:
-    from trayagent import autostart
+    from trayagent.desktop import autostart
 
     cfg = write_config(tmp_path / "config.toml", sim.url)
     home = tmp_path / "home"

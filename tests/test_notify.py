@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from trayagent.config import NotificationsConfig
-from trayagent.model import Event, EventType
+from trayagent.core.model import Event, EventType
 from trayagent import notify as N
 from trayagent.notify import (
     ConsoleNotifier,
@@ -483,7 +483,7 @@ class TestNotifySend:
             NotifySendBackend(str(tmp_path / "missing")).send(Notification("t", "b"))
 
     def test_missing_notify_send_without_dbus_gives_missing_backend(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from trayagent import notify_backends as B
+        from trayagent.desktop import notify_backends as B
 
         monkeypatch.setattr(B.sys, "platform", "linux")
         monkeypatch.setattr(B.shutil, "which", lambda name: None)
@@ -548,7 +548,7 @@ def test_sanitize_drops_terminal_escape_sequences_whole() -> None:
 def test_sync_summary_is_one_notification() -> None:
     from datetime import datetime, timezone
 
-    from trayagent.model import Event as E, EventType as ET
+    from trayagent.core.model import Event as E, EventType as ET
     from trayagent.notify import NotificationComposer as C, NotificationRules as R
 
     now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)

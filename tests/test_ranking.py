@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trayagent.playlist import WantedTrack
-from trayagent.ranking import (
+from trayagent.sync.playlist import WantedTrack
+from trayagent.sync.ranking import (
     RankPrefs,
     artist_similarity,
     core_title,

@@ -12,11 +12,11 @@ import requests
 import responses
 from responses import matchers
 
-from trayagent import slskd as slskd_mod
+from trayagent.slskd import client as slskd_mod
 from trayagent.config import SlskdConfig
 from trayagent.logs import clear_secrets, redact
-from trayagent.model import Kind
-from trayagent.slskd import (
+from trayagent.core.model import Kind
+from trayagent.slskd.client import (
     EnqueueResult,
     ServerState,
     SlskdBadResponse,
@@ -652,7 +652,7 @@ def test_parse_skips_junk_and_counts_it(caplog: pytest.LogCaptureFixture) -> Non
         {"username": "a", "directories": [{"files": [transfer()]}]},
         {"username": "a", "files": [None, transfer(id=GUID2)]},
     ]
-    caplog.set_level(logging.DEBUG, logger="trayagent.slskd")
+    caplog.set_level(logging.DEBUG, logger="trayagent.slskd.client")
     got = parse_downloads(json.dumps(body))
     assert [t.id for t in got] == [GUID, GUID2]
     assert got.skipped == 8  # a directory whose files are not a list counts too
@@ -796,7 +796,7 @@ def test_user_list_is_one_group_and_404_means_none(mock: responses.RequestsMock)
 
 
 def test_the_whole_list_is_read_in_one_piece_with_the_same_bytes() -> None:
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     with Simulator(api_key=None) as sim:
         for i in range(300):

@@ -18,9 +18,9 @@ from typing import Any, Callable
 import pytest
 
 from trayagent.config import Config, SlskdConfig, SyncConfig
-from trayagent.playlist import WantedTrack
-from trayagent.slskd import SlskdClient, SlskdUnreachable
-from trayagent.sync import (
+from trayagent.sync.playlist import WantedTrack
+from trayagent.slskd.client import SlskdClient, SlskdUnreachable
+from trayagent.sync.engine import (
     EngineTimings,
     LocalLibrary,
     SyncBusy,
@@ -340,13 +340,13 @@ def test_succeeded_without_all_bytes_is_not_obtained(sim_fast, real_client, tmp_
 
 
 def test_run_configured_sync_for_the_tray(sim_fast, real_client, tmp_path, monkeypatch):
-    from trayagent.sync import run_configured_sync
+    from trayagent.sync.engine import run_configured_sync
 
     config = _config(sim_fast, tmp_path, monkeypatch, playlists=())
     with pytest.raises(ValueError):
         run_configured_sync(config, client=real_client)
     missing = tmp_path / "nope.m3u"
-    from trayagent.playlist import PlaylistError
+    from trayagent.sync.playlist import PlaylistError
 
     with pytest.raises(PlaylistError):
         run_configured_sync(config, [missing], client=real_client)
@@ -504,8 +504,8 @@ def test_cli_progress_bar_on_a_tty(sim_fast, tmp_path, monkeypatch):
 
 
 def test_store_survives_reopen_and_keeps_attempts(tmp_path):
-    from trayagent.ranking import Candidate
-    from trayagent.sync import TrackState
+    from trayagent.sync.ranking import Candidate
+    from trayagent.sync.engine import TrackState
 
     path = tmp_path / "s.sqlite3"
     store = SyncStore(path)

@@ -16,9 +16,9 @@ import pytest
 
 from test_sync import SIZE, ScriptedClient, sync_cfg
 from trayagent.config import SlskdConfig
-from trayagent.playlist import WantedTrack
-from trayagent.slskd import SlskdClient
-from trayagent.sync import EngineTimings, LocalLibrary, SyncEngine
+from trayagent.sync.playlist import WantedTrack
+from trayagent.slskd.client import SlskdClient
+from trayagent.sync.engine import EngineTimings, LocalLibrary, SyncEngine
 
 API_KEY = "test-key-0123456789abcdef"
 TRACKS = 200

@@ -12,10 +12,10 @@ from typing import Any, Callable
 
 import pytest
 
-from trayagent import tray as T
-from trayagent.model import AgentState, Finished, Kind, Progress
-from trayagent.tray import ItemSpec, MenuModel, TrayApp, local_folder, recent_label
-from trayagent.traybackend import TrayView, to_pystray
+from trayagent.desktop import tray as T
+from trayagent.core.model import AgentState, Finished, Kind, Progress
+from trayagent.desktop.tray import ItemSpec, MenuModel, TrayApp, local_folder, recent_label
+from trayagent.desktop.traybackend import TrayView, to_pystray
 
 UTC = timezone.utc
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -457,7 +457,7 @@ class TestLadder:
         agent = FakeAgent()
         sni, gtk = FakeBackend("sni", agent.log), FakeBackend("gtk", agent.log)
         app, _ = make_app(agent, sni, gtk, problems={"sni": "no StatusNotifierWatcher"})
-        with caplog.at_level("INFO", logger="trayagent.tray"):
+        with caplog.at_level("INFO", logger="trayagent.desktop.tray"):
             th = start_app(app)
             assert wait_for(lambda: "agent.start" in agent.log)
         assert app.backend_name == "gtk" and sni.views == []
@@ -483,7 +483,7 @@ class TestLadder:
 
     def test_an_icon_that_never_appears_does_not_hold_up_polling(self, monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-        import trayagent.tray as tray
+        import trayagent.desktop.tray as tray
 
         monkeypatch.setattr(tray, "READY_GRACE", 0.2)
         agent = FakeAgent()

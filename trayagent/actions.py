@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Callable, Collection, Iterable, Sequence
 
-from trayagent.model import Finished, Kind, Transfer
+from trayagent.core.model import Finished, Kind, Transfer
 
 FileKey = tuple[str, str]  # (username, filename): what slskd keeps across retries and restarts
 

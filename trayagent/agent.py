@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from trayagent.actions import CancelNotingClient, new_records, plan_retry
 from trayagent.config import Config
-from trayagent.model import (
+from trayagent.core.model import (
     AgentState,
     Event,
     EventType,
@@ -30,7 +30,7 @@ from trayagent.model import (
 from trayagent.config import legacy_state_path
 from trayagent.delivery import Delivery
 from trayagent.notify import Notifier
-from trayagent.slskd import (
+from trayagent.slskd.client import (
     Downloads,
     SlskdClient,
     SlskdError,
@@ -39,7 +39,7 @@ from trayagent.slskd import (
     tune_allocator,
 )
 from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
-from trayagent.tracker import Rules, Tracked, Tracker
+from trayagent.core.tracker import Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -578,8 +578,8 @@ class Agent:
         Progress shows in ``AgentState.sync_status``; the end is one ``sync`` event, so the
         desktop notifier shows one summary. False if a sync was already running here.
         """
-        from trayagent.playlist import PlaylistError
-        from trayagent.sync import SyncBusy, run_configured_sync
+        from trayagent.sync.playlist import PlaylistError
+        from trayagent.sync.engine import SyncBusy, run_configured_sync
 
         if not self._sync_lock.acquire(blocking=False):
             return False

@@ -171,7 +171,7 @@ def _run_agent(agent: Any, config: Any, headless: bool, stop: threading.Event,
         finally:
             agent.stop()
         return EXIT_OK
-    from trayagent.tray import TrayApp
+    from trayagent.desktop.tray import TrayApp
 
     app = TrayApp(agent, config, notifier=notifier)
 
@@ -239,7 +239,7 @@ def _instance_lock(config: Any) -> Any:
 def cmd_demo(args: argparse.Namespace) -> int:
     from trayagent.agent import Agent
     from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig, TrackingConfig
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     _setup_logging(args)
     workdir = Path(tempfile.mkdtemp(prefix="trayagent-demo-"))
@@ -273,7 +273,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
-    from trayagent.slskd import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient, SlskdError
     from trayagent.store import Store, StoreError
 
     client = SlskdClient(config.slskd)
@@ -334,7 +334,7 @@ def _transfer_json(t: Any) -> dict[str, Any]:
 
 
 def _finished_json(f: Any) -> dict[str, Any]:
-    from trayagent.model import iso
+    from trayagent.core.model import iso
 
     return {"id": f.transfer_id, "username": f.username, "filename": f.filename,
             "outcome": f.outcome.value, "reason": f.reason, "state": f.state, "size": f.size,
@@ -397,7 +397,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def _clear_recorded_only(config: Any) -> int | None:
     """`clear` while an agent runs: remove only what its committed state records as ended."""
-    from trayagent.slskd import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient, SlskdError
     from trayagent.store import Store
 
     store = Store(config.state_path, readonly=True)
@@ -425,10 +425,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     config = _load_config(args)
     from trayagent.actions import CancelNotingClient
     from trayagent.config import legacy_state_path
-    from trayagent.model import utcnow
-    from trayagent.slskd import SlskdClient
+    from trayagent.core.model import utcnow
+    from trayagent.slskd.client import SlskdClient
     from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
-    from trayagent.sync import run_sync_command
+    from trayagent.sync.engine import run_sync_command
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 
@@ -462,7 +462,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_autostart(args: argparse.Namespace) -> int:
-    from trayagent import autostart
+    from trayagent.desktop import autostart
 
     run_args = autostart.run_args(args.config)
     try:

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from typing import Iterable
 
-from trayagent.model import Event
+from trayagent.core.model import Event
 from trayagent.notify import Notifier
 from trayagent.store import Store, StoreError
 

@@ -140,7 +140,7 @@ class _Doctor:
         return f"[slskd] {key}"
 
     def _make_client(self) -> Any:
-        from trayagent.slskd import SlskdClient
+        from trayagent.slskd.client import SlskdClient
 
         cfg = self.config.slskd
         timeout = min(cfg.timeout, DOCTOR_TIMEOUT) if cfg.timeout and cfg.timeout > 0 else DOCTOR_TIMEOUT
@@ -148,7 +148,7 @@ class _Doctor:
         return self.client
 
     def check_reachable(self) -> None:
-        from trayagent.slskd import SlskdError, SlskdUnreachable
+        from trayagent.slskd.client import SlskdError, SlskdUnreachable
 
         name = "slskd reachable"
         if self.config is None:
@@ -177,7 +177,7 @@ class _Doctor:
                   "check slskd's own log")
 
     def check_auth(self) -> None:
-        from trayagent.slskd import SlskdUnauthorized
+        from trayagent.slskd.client import SlskdUnauthorized
 
         name = "auth"
         if not self.reachable:
@@ -237,7 +237,7 @@ class _Doctor:
 
     def check_tray(self) -> None:
         """Which tray the agent would use here, and why each better one is not used."""
-        from trayagent import traybackend as tb
+        from trayagent.desktop import traybackend as tb
 
         name = "tray"
         setting = self.config.tray.backend if self.config is not None else "auto"
@@ -304,7 +304,7 @@ class _Doctor:
         self.emit(OK, name, f"backend {backend.name}: test notification sent (check that it appeared){state}")
 
     def check_autostart(self) -> None:
-        from trayagent import autostart
+        from trayagent.desktop import autostart
 
         name = "autostart"
         args = autostart.run_args(self.config_path)

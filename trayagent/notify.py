@@ -21,7 +21,7 @@ import unicodedata
 from typing import IO, Any, Iterable, Protocol
 
 from trayagent.config import NotificationsConfig
-from trayagent.model import Event, EventType
+from trayagent.core.model import Event, EventType
 
 log = logging.getLogger(__name__)
 
@@ -294,18 +294,18 @@ def encodable(text: str, encoding: str) -> str:
 #: Names that moved to their own modules (the composer, the backends, the desktop notifier);
 #: still importable from here so existing imports keep working.
 _MOVED = {
-    "Notification": "trayagent.composer",
-    "NotificationComposer": "trayagent.composer",
-    "NotificationRules": "trayagent.composer",
-    "quiet_span": "trayagent.composer",
-    "NotificationError": "trayagent.notify_backends",
-    "NotificationBackend": "trayagent.notify_backends",
-    "NotifySendBackend": "trayagent.notify_backends",
-    "PlyerBackend": "trayagent.notify_backends",
-    "MissingBackend": "trayagent.notify_backends",
-    "choose_backend": "trayagent.notify_backends",
-    "DesktopNotifier": "trayagent.desktop_notifier",
-    "app_icon_path": "trayagent.desktop_notifier",
+    "Notification": "trayagent.desktop.composer",
+    "NotificationComposer": "trayagent.desktop.composer",
+    "NotificationRules": "trayagent.desktop.composer",
+    "quiet_span": "trayagent.desktop.composer",
+    "NotificationError": "trayagent.desktop.notify_backends",
+    "NotificationBackend": "trayagent.desktop.notify_backends",
+    "NotifySendBackend": "trayagent.desktop.notify_backends",
+    "PlyerBackend": "trayagent.desktop.notify_backends",
+    "MissingBackend": "trayagent.desktop.notify_backends",
+    "choose_backend": "trayagent.desktop.notify_backends",
+    "DesktopNotifier": "trayagent.desktop.desktop_notifier",
+    "app_icon_path": "trayagent.desktop.desktop_notifier",
 }
 
 
@@ -331,7 +331,7 @@ def make_notifier(kind: str, config: Any = None, stream: IO[str] | None = None, 
         if not NotificationsConfig.from_config(config).enabled:
             log.info("desktop notifications disabled in config")
             return NullNotifier()
-        from trayagent.desktop_notifier import DesktopNotifier, app_icon_path
+        from trayagent.desktop.desktop_notifier import DesktopNotifier, app_icon_path
 
         return DesktopNotifier(config, icon_path=app_icon_path(), host=host)
     raise ValueError(f"unknown notifier kind {kind!r} (use desktop, json or none)")

@@ -25,8 +25,8 @@ from urllib.parse import quote
 
 from trayagent.config import make_private_dir
 from trayagent.errors import TrayagentError
-from trayagent.model import Event, Finished, Kind, iso, parse_time
-from trayagent.tracker import Changes, Rules, Tracked, Tracker
+from trayagent.core.model import Event, Finished, Kind, iso, parse_time
+from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import threading
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
-from trayagent.playlist import PlaylistError, SkippedLine, load_playlists
-from trayagent.sync_report import SyncProgress, SyncReport, format_eta, progress_bar
-from trayagent.sync_store import SyncBusy
+from trayagent.sync.playlist import PlaylistError, SkippedLine, load_playlists
+from trayagent.sync.report import SyncProgress, SyncReport, format_eta, progress_bar
+from trayagent.sync.store import SyncBusy
 
 if TYPE_CHECKING:
-    from trayagent.sync import SyncEngine
+    from trayagent.sync.engine import SyncEngine
 
 
 def run_configured_sync(
@@ -29,7 +29,7 @@ def run_configured_sync(
     Raises PlaylistError for an unreadable playlist, SyncBusy when a sync already runs and
     ValueError when no playlist is given or configured. Meant for a background thread.
     """
-    from trayagent.sync import SyncEngine
+    from trayagent.sync.engine import SyncEngine
 
     chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
     if not chosen:
@@ -50,7 +50,7 @@ def _client_for(config: Any, client: Any) -> tuple[Any, bool]:
     """The given client, or a new SlskdClient for `[slskd]` (True: the caller closes it)."""
     if client is not None:
         return client, False
-    from trayagent.slskd import SlskdClient
+    from trayagent.slskd.client import SlskdClient
 
     return SlskdClient(config.slskd), True
 
@@ -113,7 +113,7 @@ def run_sync_command(
     --json). Ctrl-C stops cleanly: the state is saved and the next run resumes. --dry-run
     searches and ranks, shows the picks, and enqueues nothing.
     """
-    from trayagent.sync import SyncEngine
+    from trayagent.sync.engine import SyncEngine
 
     chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
     if not chosen:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Callable, Protocol, Sequence
 
-from trayagent.composer import Notification
+from trayagent.desktop.composer import Notification
 from trayagent.notify import TITLE_LIMIT, encodable, escape_markup, sanitize
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def backend_ladder(
         return [lambda: PlyerBackend(app_name, icon_path)]
 
     def dbus() -> NotificationBackend:
-        from trayagent.dbus_notify import DBusNotifyBackend
+        from trayagent.desktop.dbus_notify import DBusNotifyBackend
 
         return DBusNotifyBackend.connect(app_name, icon_path, on_action=on_action, on_closed=on_closed)
 

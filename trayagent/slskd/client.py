@@ -30,7 +30,7 @@ import urllib3
 from trayagent.config import SlskdConfig
 from trayagent.errors import TrayagentError
 from trayagent.logs import register_secret, scrub
-from trayagent.model import Kind, Transfer, classify
+from trayagent.core.model import Kind, Transfer, classify
 
 try:  # orjson is a default dependency; the stdlib parser is the fallback without it
     import orjson

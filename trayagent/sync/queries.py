@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from trayagent.titles import fold, parse_title, split_credit
+from trayagent.sync.titles import fold, parse_title, split_credit
 
 #: slskd (Soulseek.NET) drops search terms of this length or shorter.
 DROPPED_LENGTH = 1

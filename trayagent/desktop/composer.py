@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, Sequence
 
 from trayagent.config import NotificationsConfig, in_quiet_hours, parse_quiet_hours
-from trayagent.model import Event, EventType
+from trayagent.core.model import Event, EventType
 from trayagent.notify import (
     BODY_LIMIT,
     TITLE_LIMIT,

@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from trayagent.queries import query_forms, why_unsearchable
-from trayagent.slskd import SlskdBadResponse, SlskdBusy, SlskdError, SlskdNotFound, SlskdUnreachable
-from trayagent.sync_store import PENDING, SEARCHING, SyncStore, TrackState
+from trayagent.sync.queries import query_forms, why_unsearchable
+from trayagent.slskd.client import SlskdBadResponse, SlskdBusy, SlskdError, SlskdNotFound, SlskdUnreachable
+from trayagent.sync.store import PENDING, SEARCHING, SyncStore, TrackState
 
 log = logging.getLogger(__name__)
 

@@ -1815,7 +1815,7 @@ def _load_demo(sim: Simulator) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator in the foreground until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m trayagent.simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trayagent.slskd.simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     auth = parser.add_mutually_exclusive_group()
     auth.add_argument("--api-key", default=DEFAULT_API_KEY, help="the X-API-Key to accept")

@@ -7,9 +7,9 @@ import os
 import re
 from pathlib import Path
 
-from trayagent.playlist import WantedTrack, split_artist_title
-from trayagent.ranking import AUDIO_EXTENSIONS
-from trayagent.titles import key_of
+from trayagent.sync.playlist import WantedTrack, split_artist_title
+from trayagent.sync.ranking import AUDIO_EXTENSIONS
+from trayagent.sync.titles import key_of
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
-from trayagent.icons import IconKey, render_key
+from trayagent.desktop.icons import IconKey, render_key
 
 if TYPE_CHECKING:
-    from trayagent.tray import ItemSpec, MenuModel
+    from trayagent.desktop.tray import ItemSpec, MenuModel
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def probe(name: str, env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     try:
         if name == "sni":
-            from trayagent.sni import watcher_problem
+            from trayagent.desktop.sni import watcher_problem
 
             address = env.get("DBUS_SESSION_BUS_ADDRESS")
             if not address:
@@ -177,7 +177,7 @@ def _xlib_problem(display: str) -> str | None:
 def create(name: str) -> TrayBackend:
     """A fresh, not yet started backend for a rung name."""
     if name == "sni":
-        from trayagent.sni import SniTray
+        from trayagent.desktop.sni import SniTray
 
         return SniTray()
     return PystrayTray(name)

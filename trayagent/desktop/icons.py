@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
-from trayagent.model import AgentState
+from trayagent.core.model import AgentState
 from trayagent.notify import sanitize
 
 log = logging.getLogger(__name__)

@@ -27,20 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from trayagent.library import LocalLibrary
-from trayagent.model import Transfer, parse_flags
-from trayagent.playlist import WantedTrack
-from trayagent.queries import query_forms, why_unsearchable
-from trayagent.ranking import Candidate, RankPrefs, rank_files
-from trayagent.slskd import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
-from trayagent.sync_lock import RunLock
-from trayagent.sync_report import SyncProgress, SyncReport, TrackResult, track_result
-from trayagent.sync_search import SearchRunner, SearchTimings
-from trayagent.sync_store import (
+from trayagent.sync.library import LocalLibrary
+from trayagent.core.model import Transfer, parse_flags
+from trayagent.sync.playlist import WantedTrack
+from trayagent.sync.queries import query_forms, why_unsearchable
+from trayagent.sync.ranking import Candidate, RankPrefs, rank_files
+from trayagent.slskd.client import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.sync.lock import RunLock
+from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, track_result
+from trayagent.sync.search import SearchRunner, SearchTimings
+from trayagent.sync.store import (
     ACTIVE, COMPLETED, ENQUEUING, FAILED, NOT_FOUND, OBTAINED, PENDING, PICKED, PRESENT, READY, SEARCHING,
     TERMINAL, Attempt, SyncBusy, SyncStore, TrackState, legacy_key,
 )
-from trayagent.sync_transfers import TransferFollower
+from trayagent.sync.transfers import TransferFollower
 
 log = logging.getLogger(__name__)
 

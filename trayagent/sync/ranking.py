@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from trayagent.titles import (
+from trayagent.sync.titles import (
     artist_alternatives,
     core_title,
     describe_versions,

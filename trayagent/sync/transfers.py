@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Protocol
 
-from trayagent.model import Kind, Transfer
-from trayagent.slskd import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
-from trayagent.sync_store import ACTIVE, ENQUEUING, READY, Attempt, SyncStore, TrackState
+from trayagent.core.model import Kind, Transfer
+from trayagent.slskd.client import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
+from trayagent.sync.store import ACTIVE, ENQUEUING, READY, Attempt, SyncStore, TrackState
 
 log = logging.getLogger(__name__)
 

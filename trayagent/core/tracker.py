@@ -30,7 +30,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import AbstractSet, Collection, Iterable, Mapping, Sequence
 
-from trayagent.model import (
+from trayagent.core.model import (
     OUTCOME_EVENT,
     Event,
     EventType,

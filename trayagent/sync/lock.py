@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from trayagent.sync_store import SyncBusy
+from trayagent.sync.store import SyncBusy
 
 
 class RunLock:

@@ -27,10 +27,10 @@ from jeepney.bus_messages import MatchRule, message_bus
 from jeepney.io.threading import DBusConnection, ReceiveStopped, open_dbus_connection
 from PIL import Image
 
-from trayagent import dbusmenu
-from trayagent.dbusmenu import MenuLayout, UnknownItem
-from trayagent.icons import IconKey, render_key
-from trayagent.traybackend import ActionHandler, TrayBackendError, TrayView
+from trayagent.desktop import dbusmenu
+from trayagent.desktop.dbusmenu import MenuLayout, UnknownItem
+from trayagent.desktop.icons import IconKey, render_key
+from trayagent.desktop.traybackend import ActionHandler, TrayBackendError, TrayView
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Iterable
 from urllib.parse import unquote
 
-from trayagent.titles import key_of, normalise
+from trayagent.sync.titles import key_of, normalise
 
 log = logging.getLogger(__name__)
 

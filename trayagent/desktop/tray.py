@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
-from trayagent.icons import icon_key, tooltip
-from trayagent.model import AgentState, Finished, Kind
+from trayagent.desktop.icons import icon_key, tooltip
+from trayagent.core.model import AgentState, Finished, Kind
 from trayagent.notify import folder_name, sanitize, short_reason, track_label, track_title
-from trayagent.traybackend import Probe, TrayBackend, TrayView, create, probe, rungs
+from trayagent.desktop.traybackend import Probe, TrayBackend, TrayView, create, probe, rungs
 
 log = logging.getLogger(__name__)
 

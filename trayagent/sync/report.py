@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trayagent.playlist import SkippedLine
-from trayagent.ranking import short_path
-from trayagent.sync_store import ACTIVE, ENQUEUING, PENDING, PICKED, READY, SEARCHING, TrackState
+from trayagent.sync.playlist import SkippedLine
+from trayagent.sync.ranking import short_path
+from trayagent.sync.store import ACTIVE, ENQUEUING, PENDING, PICKED, READY, SEARCHING, TrackState
 
 #: Report statuses in the order the totals list them.
 STATUSES = ("skipped", "completed", "picked", "queued", "pending", "not_searched", "failed", "not_found")

@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
 
-from trayagent.composer import Notification, NotificationComposer, NotificationRules, away_gap, is_away
-from trayagent.model import AgentState, Event
+from trayagent.desktop.composer import Notification, NotificationComposer, NotificationRules, away_gap, is_away
+from trayagent.core.model import AgentState, Event
 from trayagent.notify import BODY_LIMIT, TITLE_LIMIT, sanitize
-from trayagent.notify_backends import (
+from trayagent.desktop.notify_backends import (
     BackendFactory,
     MissingBackend,
     NotificationBackend,
@@ -81,7 +81,7 @@ class NoteActions:
 
 def note_actions(note: Notification, web_url: str, download_dir: str | None) -> NoteActions:
     """The buttons a note gets: Retry for failures, Open folder when its local folder is known."""
-    from trayagent.tray import local_folder
+    from trayagent.desktop.tray import local_folder
 
     folder = local_folder(download_dir, note.folder_of) if note.folder_of else None
     return NoteActions(web_url=web_url, folder=folder, fallback=download_dir or None,
@@ -353,7 +353,7 @@ class DesktopNotifier:
 
 def _action_work(actions: NoteActions, key: str, host: NotificationHost | None) -> Callable[[], object] | None:
     """What a button does, as a function to run on the worker pool (None: not one of ours)."""
-    from trayagent.tray import open_folder, open_url
+    from trayagent.desktop.tray import open_folder, open_url
 
     url = actions.web_url
     if key == DEFAULT and url:
@@ -377,5 +377,5 @@ def _seconds_until(deadline: datetime, now: datetime) -> float:
 
 def app_icon_path() -> str | None:
     """The installed application icon, shown beside each notification."""
-    path = Path(__file__).resolve().parent / "icons" / "trayagent.png"
+    path = Path(__file__).resolve().parent.parent / "icons" / "trayagent.png"
     return str(path) if path.is_file() else None

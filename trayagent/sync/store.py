@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trayagent.playlist import WantedTrack
-from trayagent.ranking import Candidate
-from trayagent.titles import normalise
+from trayagent.sync.playlist import WantedTrack
+from trayagent.sync.ranking import Candidate
+from trayagent.sync.titles import normalise
 
 # Track statuses. Terminal ones end a run for that track.
 PENDING = "pending"  # needs a search (maybe after next_at)
