@@ -426,7 +426,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from trayagent.actions import CancelNotingClient
     from trayagent.config import legacy_state_path
     from trayagent.core.model import utcnow
-    from trayagent.slskd.client import SlskdClient
     from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
     from trayagent.sync.engine import run_sync_command
 
@@ -435,7 +434,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     def note(ids: Any) -> None:  # a running (or later) agent reports these ends as cancelled
         note_issued_elsewhere(config.state_path, CANCEL, ids, utcnow())
 
-    client = CancelNotingClient(SlskdClient(config.slskd), note)
+    client = CancelNotingClient(config.slskd, note)
     try:
         return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, client=client,
                                 dry_run=args.dry_run)

@@ -221,3 +221,18 @@ class Delivery:
             except Exception:  # noqa: BLE001 - a notifier never stops shutdown
                 log.exception("notifier %s failed to close", c.name)
         self._running = False
+
+
+class LogConsumer:
+    """The consumer of a running agent that has no other sink: the agent's log.
+
+    Every event is logged as it is recorded (Agent._recorded), so taking it here is a no-op.
+    Only a running agent has it: `trayagent clear` with no agent running has no consumer
+    and leaves its events in the outbox for the agent's next start.
+    """
+
+    def notify(self, events: Iterable[Event]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
