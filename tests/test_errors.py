@@ -59,6 +59,19 @@ def test_damaged_state_database_is_one_line(tmp_path: Path, sim: Any, monkeypatc
     one_line_error(r, 1, "state database", "damaged", "move it aside")
 
 
+def test_sync_on_a_damaged_state_database_is_one_line(tmp_path: Path, sim: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync keeps its progress in the same file: a damaged one is named, with what to do."""
+    cfg = write_config(tmp_path / "c.toml", sim.url, API_KEY)
+    playlist = tmp_path / "p.m3u"
+    playlist.write_text("Artist - Title.mp3\n")
+    paths = state_files(tmp_path, sim.url, monkeypatch)
+    for path in paths:
+        path.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
+    r = cli(tmp_path, "sync", str(playlist), "--config", str(cfg))
+    one_line_error(r, 1, "state database", str(paths[0]), "damaged", "move it aside")
+
+
 @pytest.mark.parametrize("version,needle", [("abc", "unknown schema version"), ("99", "newer trayagent")])
 def test_unknown_schema_version_is_one_line(tmp_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch,
                                             version: str, needle: str) -> None:

@@ -11,14 +11,22 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from trayagent import __version__
 from trayagent.errors import EXIT_FAIL, EXIT_USAGE, TrayagentError
+
+if TYPE_CHECKING:  # the commands import these lazily: `trayagent --help` stays quick
+    from trayagent.agent import Agent
+    from trayagent.config import Config
+    from trayagent.core.model import Finished, Transfer
+    from trayagent.lock import InstanceLock
+    from trayagent.notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ------------------------------------------------------------------- helpers
 
 
-def _load_config(args: argparse.Namespace) -> Any:
+def _load_config(args: argparse.Namespace) -> Config:
     from trayagent.config import ConfigError, load_config
 
     if args.config is not None and not args.config.is_file():
@@ -142,8 +150,8 @@ def _wait_for_signal(stop: threading.Event, timeout: float | None = None) -> Non
     stop.wait(timeout)
 
 
-def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False,
-                   with_desktop: bool = True) -> Any:
+def _notifiers_for(args: argparse.Namespace, config: Config, agent: Agent, console: bool = False,
+                   with_desktop: bool = True) -> Notifier | None:
     """Attach the event sinks; returns the desktop notifier (the tray pauses it), if any."""
     from trayagent import notify
 
@@ -158,9 +166,9 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
     return None
 
 
-def _run_agent(agent: Any, config: Any, headless: bool, stop: threading.Event,
+def _run_agent(agent: Agent, config: Config, headless: bool, stop: threading.Event,
                timeout: float | None = None, until: Callable[[], bool] | None = None,
-               notifier: Any = None) -> int:
+               notifier: Notifier | None = None) -> int:
     if headless:
         agent.start()
         try:
@@ -225,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _instance_lock(config: Any) -> Any:
+def _instance_lock(config: Config) -> InstanceLock:
     """One agent per slskd instance: the lock is the state database's own, beside it.
 
     Keyed by slskd's URL, not the config's path, so a hard-linked config or an environment-only
@@ -284,7 +292,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     finally:
         client.close()
-    recent = []
+    recent: list[Finished] = []
     path = _readable_state(config)
     if path is not None:
         try:
@@ -308,7 +316,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _readable_state(config: Any) -> Path | None:
+def _readable_state(config: Config) -> Path | None:
     """This instance's state database, or the one of an older version not yet taken over."""
     from trayagent.config import legacy_state_path
 
@@ -318,7 +326,7 @@ def _readable_state(config: Any) -> Path | None:
     return None
 
 
-def json_text(obj: Any, encoding: str) -> str:
+def json_text(obj: object, encoding: str) -> str:
     """Indented JSON in plain characters where `encoding` can take them, escapes elsewhere."""
     text = json.dumps(obj, ensure_ascii=False, indent=2)
     try:
@@ -328,12 +336,12 @@ def json_text(obj: Any, encoding: str) -> str:
     return text
 
 
-def _transfer_json(t: Any) -> dict[str, Any]:
+def _transfer_json(t: Transfer) -> dict[str, object]:
     return {"id": t.id, "username": t.username, "filename": t.filename, "state": t.state,
             "size": t.size, "bytes_transferred": t.bytes_transferred, "speed": t.average_speed}
 
 
-def _finished_json(f: Any) -> dict[str, Any]:
+def _finished_json(f: Finished) -> dict[str, object]:
     from trayagent.core.model import iso
 
     return {"id": f.transfer_id, "username": f.username, "filename": f.filename,
@@ -341,7 +349,7 @@ def _finished_json(f: Any) -> dict[str, Any]:
             "finished_at": iso(f.finished_at)}
 
 
-def _status_table(active: list[Any], recent: list[Any], total: int) -> str:
+def _status_table(active: Sequence[Transfer], recent: Sequence[Finished], total: int) -> str:
     from trayagent.notify import sanitize, track_label
 
     lines = [f"{len(active)} active of {total} listed by slskd"]
@@ -395,7 +403,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _clear_recorded_only(config: Any) -> int | None:
+def _clear_recorded_only(config: Config) -> int | None:
     """`clear` while an agent runs: remove only what its committed state records as ended."""
     from trayagent.slskd.client import SlskdClient, SlskdError
     from trayagent.store import Store
@@ -426,18 +434,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from trayagent.actions import CancelNotingClient
     from trayagent.config import legacy_state_path
     from trayagent.core.model import utcnow
-    from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
+    from trayagent.store import CANCEL, StoreError, adopt_legacy, describe, note_issued_elsewhere
     from trayagent.sync.engine import run_sync_command
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 
-    def note(ids: Any) -> None:  # a running (or later) agent reports these ends as cancelled
+    def note(ids: Collection[str]) -> None:  # a running (or later) agent reports these ends as cancelled
         note_issued_elsewhere(config.state_path, CANCEL, ids, utcnow())
 
     client = CancelNotingClient(config.slskd, note)
     try:
         return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, client=client,
                                 dry_run=args.dry_run)
+    except sqlite3.Error as exc:  # the sync keeps its progress in the same state file
+        raise StoreError(describe(exc, config.state_path, "use")) from exc
     finally:
         client.close()
 
