@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from trayagent.core.model import Event
@@ -37,20 +38,22 @@ RETRY_SECONDS = 2.0
 BATCH = 256
 
 
+@dataclass(eq=False)
 class Consumer:
     """One notifier and its progress (the last `seq` it took) through the outbox."""
 
-    def __init__(self, delivery: Delivery, name: str, notifier: Notifier, progress: int) -> None:
-        self.name = name
-        self.notifier = notifier
-        self.progress = progress
-        self._delivery = delivery
-        self._saved = progress
-        self._failing = False
-        self._transient: deque[Event] = deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._busy = threading.Lock()  # one drain at a time, thread or caller
+    _delivery: Delivery
+    name: str
+    notifier: Notifier
+    progress: int
+    _failing: bool = False
+    _transient: deque[Event] = field(default_factory=deque)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _busy: threading.Lock = field(default_factory=threading.Lock)  # one drain at a time, thread or caller
+
+    def __post_init__(self) -> None:
+        self._saved = self.progress  # the progress the store holds
 
     # ------------------------------------------------------------ driving
 
