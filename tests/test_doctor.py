@@ -321,3 +321,24 @@ def test_a_key_too_short_for_slskd_is_named_as_such(sim: Simulator, tmp_path: Pa
     config = line(lines, "config")
     assert config.startswith("FAIL config:") and "too short for slskd (4 characters" in config, config
     assert "16 to 255" in config and "s***" not in text
+
+
+def test_state_database_is_checked_and_a_damaged_one_named_with_its_fix(
+        sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trayagent.config import load_config
+    from trayagent.store import Store
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "st"))
+    cfg = write_config(tmp_path / "config.toml", sim.url)
+    path = load_config(cfg).state_path
+    _, lines, _ = doctor_run(tmp_path, cfg)
+    assert line(lines, "state database") == f"OK   state database: {path} (created on the first `trayagent run`)"
+    Store(path).close()
+    code, lines, _ = doctor_run(tmp_path, cfg)
+    assert code == 0 and line(lines, "state database") == f"OK   state database: {path}"
+    path.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
+    code, lines, _ = doctor_run(tmp_path, cfg)
+    assert code == 1
+    found = line(lines, "state database")
+    assert found.startswith(f"FAIL state database: cannot open the state database {path}: it is damaged"), found
+    assert "move it aside" in found

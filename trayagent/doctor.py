@@ -246,6 +246,30 @@ class _Doctor:
         if not self._skipped(name, self.authed, NEEDS_SLSKD):
             self.emit(OK, name, self._slskd()[1].version())
 
+    def check_state(self) -> None:
+        """The state database opens and reads: a damaged one stops `run` at once, so say so here."""
+        from trayagent.config import legacy_state_path
+        from trayagent.store import Store, StoreError
+
+        name = "state database"
+        if self._skipped(name, self.config is not None, "no usable config"):
+            return
+        assert self.config is not None
+        found = [p for p in (self.config.state_path, legacy_state_path()) if p.exists()]
+        if not found:
+            self.emit(OK, name, f"{self.config.state_path} (created on the first `trayagent run`)")
+            return
+        try:
+            store = Store(found[0], readonly=True)
+            try:
+                store.recent(1)
+            finally:
+                store.close()
+        except StoreError as exc:
+            self.emit(FAIL, name, str(exc))
+            return
+        self.emit(OK, name, str(found[0]))
+
     def check_tray(self) -> None:
         """Which tray the agent would use here, and why each better one is not used."""
         from trayagent.desktop import traybackend as tb
@@ -368,6 +392,7 @@ class _Doctor:
                     self.client.close()
                 except Exception:  # noqa: BLE001
                     pass
+        self.run("state database", self.check_state)
         self.run("tray", self.check_tray)
         self.run("notifications", self.check_notifications)
         self.run("autostart", self.check_autostart)
