@@ -7,7 +7,6 @@ slskd being unreachable is exit code 1; success is 0.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -19,18 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from trayagent import __version__
-from trayagent.errors import EXIT_FAIL, EXIT_USAGE, TrayagentError
+from trayagent.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, TrayagentError
 
 if TYPE_CHECKING:  # the commands import these lazily: `trayagent --help` stays quick
     from trayagent.agent import Agent
     from trayagent.config import Config
-    from trayagent.core.model import Finished, Transfer
     from trayagent.lock import InstanceLock
     from trayagent.notify import Notifier
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
 
 
 class UsageError(TrayagentError):
@@ -281,96 +277,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
-    from trayagent.slskd.client import SlskdClient, SlskdError
-    from trayagent.store import Store, StoreError
+    from trayagent.status import show_status
 
-    client = SlskdClient(config.slskd)
-    try:
-        transfers = client.list_downloads()
-    except SlskdError as exc:
-        print(f"trayagent: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    finally:
-        client.close()
-    recent: list[Finished] = []
-    path = _readable_state(config)
-    if path is not None:
-        try:
-            store = Store(path, readonly=True)
-            try:
-                recent = store.recent(10)
-            finally:
-                store.close()
-        except StoreError as exc:
-            log.warning("%s (recent downloads not shown)", exc)
-    active = [t for t in transfers if not t.status.terminal]
-    if args.json:
-        out = {
-            "active": [_transfer_json(t) for t in active],
-            "recent": [_finished_json(f) for f in recent],
-            "total_listed": len(transfers),
-        }
-        print(json_text(out, getattr(sys.stdout, "encoding", None) or "utf-8"))
-        return EXIT_OK
-    print(_status_table(active, recent, len(transfers)))
-    return EXIT_OK
-
-
-def _readable_state(config: Config) -> Path | None:
-    """This instance's state database, or the one of an older version not yet taken over."""
-    from trayagent.config import legacy_state_path
-
-    for path in (config.state_path, legacy_state_path()):
-        if path.exists():
-            return path
-    return None
-
-
-def json_text(obj: object, encoding: str) -> str:
-    """Indented JSON in plain characters where `encoding` can take them, escapes elsewhere."""
-    text = json.dumps(obj, ensure_ascii=False, indent=2)
-    try:
-        text.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        text = json.dumps(obj, indent=2)
-    return text
-
-
-def _transfer_json(t: Transfer) -> dict[str, object]:
-    return {"id": t.id, "username": t.username, "filename": t.filename, "state": t.state,
-            "size": t.size, "bytes_transferred": t.bytes_transferred, "speed": t.average_speed}
-
-
-def _finished_json(f: Finished) -> dict[str, object]:
-    from trayagent.core.model import iso
-
-    return {"id": f.transfer_id, "username": f.username, "filename": f.filename,
-            "outcome": f.outcome.value, "reason": f.reason, "state": f.state, "size": f.size,
-            "finished_at": iso(f.finished_at)}
-
-
-def _status_table(active: Sequence[Transfer], recent: Sequence[Finished], total: int) -> str:
-    from trayagent.notify import sanitize, track_label
-
-    lines = [f"{len(active)} active of {total} listed by slskd"]
-    for t in active:
-        pct = f"{100 * t.bytes_transferred / t.size:5.1f}%" if t.size else "    ? "
-        lines.append(f"  {pct}  {human_size(t.size):>9}  {sanitize(t.state, 18):<18}  "
-                     f"{sanitize(t.username, 20):<20}  {track_label(t.filename, 60)}")
-    if recent:
-        lines.append("recently finished:")
-        for f in recent:
-            what = f.outcome.value + (f" ({f.reason})" if f.reason else "")
-            lines.append(f"  {what:<20}  {sanitize(f.username, 20):<20}  {track_label(f.filename, 60)}")
-    return "\n".join(lines)
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    return show_status(config, args.json, sys.stdout, sys.stderr)
 
 
 def cmd_clear(args: argparse.Namespace) -> int:

@@ -248,19 +248,18 @@ class _Doctor:
 
     def check_state(self) -> None:
         """The state database opens and reads: a damaged one stops `run` at once, so say so here."""
-        from trayagent.config import legacy_state_path
-        from trayagent.store import Store, StoreError
+        from trayagent.store import Store, StoreError, existing_state
 
         name = "state database"
         if self._skipped(name, self.config is not None, "no usable config"):
             return
         assert self.config is not None
-        found = [p for p in (self.config.state_path, legacy_state_path()) if p.exists()]
-        if not found:
+        path = existing_state(self.config.state_path)
+        if path is None:
             self.emit(OK, name, f"{self.config.state_path} (created on the first `trayagent run`)")
             return
         try:
-            store = Store(found[0], readonly=True)
+            store = Store(path, readonly=True)
             try:
                 store.recent(1)
             finally:
@@ -268,7 +267,7 @@ class _Doctor:
         except StoreError as exc:
             self.emit(FAIL, name, str(exc))
             return
-        self.emit(OK, name, str(found[0]))
+        self.emit(OK, name, str(path))
 
     def check_tray(self) -> None:
         """Which tray the agent would use here, and why each better one is not used."""

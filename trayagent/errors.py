@@ -10,6 +10,7 @@ from __future__ import annotations
 
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+EXIT_OK = 0
 
 
 class TrayagentError(Exception):
@@ -18,4 +19,4 @@ class TrayagentError(Exception):
     exit_code = EXIT_FAIL
 
 
-__all__ = ["EXIT_FAIL", "EXIT_USAGE", "TrayagentError"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "TrayagentError"]

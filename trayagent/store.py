@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from trayagent.config import make_private_dir
+from trayagent.config import legacy_state_path, make_private_dir
 from trayagent.errors import TrayagentError
 from trayagent.core.model import Event, Finished, Kind, iso, parse_time
 from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
@@ -318,6 +318,14 @@ class Store:
             return
         with self._transaction("record delivery in") as db:
             db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+
+
+def existing_state(path: Path) -> Path | None:
+    """The state database at `path`, or the one of an older version not yet taken over; None if neither."""
+    for found in (path, legacy_state_path()):
+        if found.exists():
+            return found
+    return None
 
 
 def open_store(path: Path, legacy: Path | None = None) -> Store:
