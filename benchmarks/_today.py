@@ -25,7 +25,7 @@ def install() -> None:
     import trayagent.slskd.client as slskd
     import trayagent.slskd.memory as memory
     import trayagent.slskd.parsing as parsing
-    from trayagent.slskd.http import API
+    from trayagent.slskd.connection import API
 
     def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None,
                        trim: bool = True) -> Any:

@@ -1,6 +1,6 @@
 """A small, strict client for slskd's REST API (see docs in /work/shared/slskd-api.md).
 
-SlskdClient is slskd's endpoints over one SlskdConnection (trayagent/slskd/http.py: session,
+SlskdClient is slskd's endpoints over one SlskdConnection (trayagent/slskd/connection.py: session,
 auth, error mapping); what slskd's JSON means is read in trayagent/slskd/parsing.py. Design
 choices that matter to the rest of the agent:
 - Every failure is one typed SlskdError (trayagent/slskd/errors.py) with a one-line,
@@ -22,7 +22,7 @@ from urllib.parse import quote
 from trayagent.core.model import Kind, Transfer
 from trayagent.slskd import memory
 from trayagent.slskd.errors import SlskdBadResponse, SlskdError, SlskdInvalidArgument, SlskdNotFound
-from trayagent.slskd.http import API, SlskdConnection
+from trayagent.slskd.connection import API, SlskdConnection
 from trayagent.slskd.parsing import JSON, JSONObject, Downloads, known_ids_only, load_json, parse_downloads
 
 log = logging.getLogger(__name__)
