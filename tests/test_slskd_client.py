@@ -140,6 +140,26 @@ def test_jwt_renewed_once_on_401_and_request_repeated(mock: responses.RequestsMo
     ]
 
 
+def test_the_repeat_after_a_401_carries_the_whole_request(mock: responses.RequestsMock) -> None:
+    """The one repeat after a re-login sends the same body, query and (longer enqueue) timeout."""
+    mock.post(f"{API}/session", json={"token": TOKEN1})
+    mock.post(f"{API}/session", json={"token": TOKEN2})
+    mock.post(f"{API}/transfers/downloads/alice", status=401)
+    mock.post(f"{API}/transfers/downloads/alice", status=201, body="")
+    mock.get(f"{API}/transfers/downloads", status=401)
+    mock.get(f"{API}/transfers/downloads", json=[])
+    client = jwt_client(timeout=7, enqueue_timeout=90)
+    assert client.enqueue("alice", [("a\\b.flac", 12)]).ids_known is False
+    sent = [c for c in mock.calls if c.request.url.endswith("/alice")]
+    assert [json.loads(c.request.body) for c in sent] == [[{"filename": "a\\b.flac", "size": 12}]] * 2
+    assert [c.request.req_kwargs["timeout"] for c in sent] == [(5.0, 90.0)] * 2
+    mock.post(f"{API}/session", json={"token": TOKEN1})
+    client.list_downloads(include_removed=True)
+    listed = [c for c in mock.calls if "/transfers/downloads?" in c.request.url]
+    assert [c.request.url.split("?")[1] for c in listed] == ["includeRemoved=true"] * 2
+    assert [c.request.req_kwargs["timeout"] for c in listed] == [(5.0, 7.0)] * 2
+
+
 def test_jwt_second_401_gives_up(mock: responses.RequestsMock) -> None:
     mock.post(f"{API}/session", json={"token": TOKEN1})
     mock.delete(f"{API}/transfers/downloads/alice/{GUID}", status=401)
@@ -920,3 +940,14 @@ def test_a_parse_is_trimmed_after_unless_asked_not_to_and_a_read_by_id_always(
     client.list_downloads(known={GUID: Kind.SUCCEEDED}, followed=frozenset({GUID2}), trim=False)
     client.list_downloads(known={GUID: Kind.SUCCEEDED})
     assert trims == [len(body), len(body)]
+
+
+def test_the_heap_is_trimmed_only_after_a_body_big_enough_to_matter(monkeypatch: pytest.MonkeyPatch) -> None:
+    trimmed: list[int] = []
+    monkeypatch.setattr(memory_mod, "_malloc_trim", trimmed.append)
+    memory_mod.trim_heap(memory_mod.TRIM_AFTER - 1)
+    assert trimmed == []
+    memory_mod.trim_heap(memory_mod.TRIM_AFTER)
+    assert trimmed == [0]  # malloc_trim(0): every free page, whatever its size
+    monkeypatch.setattr(memory_mod, "_malloc_trim", None)  # no glibc: nothing to call
+    memory_mod.trim_heap(10 * memory_mod.TRIM_AFTER)
