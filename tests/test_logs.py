@@ -298,7 +298,8 @@ def test_a_key_shorter_than_slskd_allows_is_redacted_only_as_a_whole_word() -> N
 
 def test_the_client_scrubs_its_errors_with_the_same_floor(sim: Any) -> None:
     from trayagent.config import SlskdConfig
-    from trayagent.slskd.client import SlskdClient, SlskdUnauthorized
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdUnauthorized
 
     assert logs.scrub("slskd said lskd", ["lskd", None, ""]) == "slskd said ***"
     with SlskdClient(SlskdConfig(url=sim.url, api_key="lskd")) as client:

@@ -30,14 +30,10 @@ from trayagent.core.model import (
 from trayagent.config import legacy_state_path
 from trayagent.delivery import Delivery
 from trayagent.notify import Notifier
-from trayagent.slskd.client import (
-    Downloads,
-    SlskdClient,
-    SlskdError,
-    SlskdUnauthorized,
-    SlskdUnreachable,
-    tune_allocator,
-)
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd.memory import tune_allocator
+from trayagent.slskd.parsing import Downloads
 from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
 from trayagent.core.tracker import Rules, Tracked, Tracker
 

@@ -273,7 +273,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
-    from trayagent.slskd.client import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
     from trayagent.store import Store, StoreError
 
     client = SlskdClient(config.slskd)
@@ -397,7 +398,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def _clear_recorded_only(config: Any) -> int | None:
     """`clear` while an agent runs: remove only what its committed state records as ended."""
-    from trayagent.slskd.client import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
     from trayagent.store import Store
 
     store = Store(config.state_path, readonly=True)

@@ -148,7 +148,7 @@ class _Doctor:
         return self.client
 
     def check_reachable(self) -> None:
-        from trayagent.slskd.client import SlskdError, SlskdUnreachable
+        from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
         name = "slskd reachable"
         if self.config is None:
@@ -177,7 +177,7 @@ class _Doctor:
                   "check slskd's own log")
 
     def check_auth(self) -> None:
-        from trayagent.slskd.client import SlskdUnauthorized
+        from trayagent.slskd.errors import SlskdUnauthorized
 
         name = "auth"
         if not self.reachable:

@@ -129,7 +129,8 @@ class _Wizard:
     def probe(self, url: str) -> bool:
         """Reach slskd anonymously; return whether it wants authentication."""
         from trayagent.config import SlskdConfig
-        from trayagent.slskd.client import SlskdClient, SlskdError, SlskdUnreachable
+        from trayagent.slskd.client import SlskdClient
+        from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
         with SlskdClient(SlskdConfig(url=url, timeout=INIT_TIMEOUT)) as client:
             healthy = client.health()
@@ -150,7 +151,8 @@ class _Wizard:
     def verify(self, url: str, api_key: str) -> str:
         """Make an authenticated call; return slskd's version (or '') on success."""
         from trayagent.config import SlskdConfig
-        from trayagent.slskd.client import SlskdClient, SlskdError, SlskdUnauthorized, SlskdUnreachable
+        from trayagent.slskd.client import SlskdClient
+        from trayagent.slskd.errors import SlskdError, SlskdUnauthorized, SlskdUnreachable
 
         with SlskdClient(SlskdConfig(url=url, api_key=api_key, timeout=INIT_TIMEOUT)) as client:
             try:

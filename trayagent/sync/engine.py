@@ -32,7 +32,7 @@ from trayagent.core.model import Transfer, parse_flags
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.queries import query_forms, why_unsearchable
 from trayagent.sync.ranking import Candidate, RankPrefs, rank_files
-from trayagent.slskd.client import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd.errors import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
 from trayagent.sync.lock import RunLock
 from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, track_result
 from trayagent.sync.search import SearchRunner, SearchTimings
