@@ -21,13 +21,13 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.threading import DBusConnection, DBusRouter, open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
-from trayagent.desktop.composer import Notification
-from trayagent.notify import TITLE_LIMIT, encodable, escape_markup, sanitize
-from trayagent.desktop.notify_backends import (
+from trayagent.desktop.labels import TITLE_LIMIT, encodable, escape_markup, sanitize
+from trayagent.desktop.notification import (
     DESKTOP_ENTRY,
     ActionCallback,
     Actions,
     ClosedCallback,
+    Notification,
     NotificationError,
 )
 
