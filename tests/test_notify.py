@@ -579,3 +579,24 @@ def test_json_lines_notifier_raises_when_the_reader_is_gone() -> None:
 
 def test_lone_surrogate_is_shown_as_a_replacement_character() -> None:
     assert sanitize("bad \ud800 name", 40) == "bad \ufffd name"
+
+
+def test_notify_keeps_only_the_sinks_and_no_aliases_for_moved_names() -> None:
+    """Moved names are imported from where they live; the app-layer module does not forward them."""
+    import trayagent.notify as notify_module
+
+    assert not hasattr(notify_module, "__getattr__")
+    for moved in ("DesktopNotifier", "NotificationComposer", "Notification", "MissingBackend", "choose_backend"):
+        assert not hasattr(notify_module, moved), moved
+
+
+@pytest.mark.parametrize("naive_first", [True, False])
+def test_clock_compares_a_naive_local_time_with_an_aware_one(naive_first: bool) -> None:
+    from trayagent.desktop.clock import before, local_now, seconds_between
+
+    aware = local_now()
+    naive = (aware + timedelta(seconds=90)).replace(tzinfo=None)  # the same wall clock, 90 s later
+    if naive_first:
+        assert not before(naive, aware) and seconds_between(naive, aware) == pytest.approx(-90, abs=1)
+    else:
+        assert before(aware, naive) and seconds_between(aware, naive) == pytest.approx(90, abs=1)

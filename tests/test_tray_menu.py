@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from trayagent.config import Config, SlskdConfig
+from trayagent.config import Config, SlskdConfig, SyncConfig, TrayConfig
 from trayagent.core.model import AgentState, Finished, Kind, Progress
 from trayagent.desktop import menu as T
 from trayagent.desktop import openers
@@ -565,3 +565,17 @@ def test_sync_playlists_item_follows_config_and_progress() -> None:
     running = MenuModel.build(st(sync_status="Sync 3/10"), now=NOW, playlists=True)
     item = running.find(T.SYNC_PLAYLISTS)
     assert item is not None and item.text == "Sync 3/10" and item.enabled is False
+
+
+def test_tray_reads_its_settings_from_the_typed_config_sections(tmp_path: Any) -> None:
+    """[tray] backend picks the ladder, [sync] playlists enable the item, [slskd] gives URL and folder."""
+    config = Config(SlskdConfig(url="http://localhost:5030", web_url="https://slskd.example/",
+                                download_dir=str(tmp_path)),
+                    sync=SyncConfig(playlists=("mix.m3u",)), tray=TrayConfig(backend="none"))
+    agent = FakeAgent(st(recent=(finished("01 Song.flac"),)))
+    app = TrayApp(agent, config)
+    assert app._rungs == ()
+    model = app._build_model()
+    assert model.find(T.SYNC_PLAYLISTS).enabled is True  # type: ignore[union-attr]
+    assert model.find(T.OPEN_FOLDER).arg == str(tmp_path / "Album")  # type: ignore[union-attr]
+    assert app._web_url() == "https://slskd.example/"

@@ -132,8 +132,7 @@ class TrayApp:
         self._backend: TrayBackend | None = None
         self._stopping = False
         self._done = threading.Event()
-        self._agent_stopped = False
-        self._agent_started = False
+        self._agent_steps: set[str] = set()  # "start", "stop": each runs once
 
     @property
     def backend_name(self) -> str:
@@ -213,20 +212,13 @@ class TrayApp:
     def _not_shown(self, name: str) -> None:
         """The icon has not appeared in time: poll anyway; it is drawn if it ever shows."""
         with self._lock:
-            if self._agent_started or self._stopping:
+            if "start" in self._agent_steps or self._stopping:
                 return
         log.warning("tray: the %s icon has not appeared after %.0f s; polling goes on without it", name, READY_GRACE)
         self._start_agent()
 
     def _start_agent(self) -> None:
-        with self._lock:
-            if self._agent_started or self._stopping:
-                return
-            self._agent_started = True
-        try:
-            self._agent.start()
-        except Exception:  # noqa: BLE001 - the icon stays up and says what is wrong
-            log.exception("agent failed to start")
+        self._agent_once("start", self._agent.start)
 
     def stop(self) -> None:
         """Quit from anywhere (signal handler, timer): agent first, then the icon; never blocks."""
@@ -256,14 +248,21 @@ class TrayApp:
         self._done.set()
 
     def _stop_agent(self) -> None:
+        self._agent_once("stop", self._agent.stop)
+
+    def _agent_once(self, step: str, call: Callable[[], None]) -> None:
+        """Start or stop the agent once, whichever thread comes first; no start once quitting began.
+
+        A failure is logged: the icon stays up and says what is wrong, and quitting still finishes.
+        """
         with self._lock:
-            if self._agent_stopped:
+            if step in self._agent_steps or (step == "start" and self._stopping):
                 return
-            self._agent_stopped = True
+            self._agent_steps.add(step)
         try:
-            self._agent.stop()
+            call()
         except Exception:  # noqa: BLE001
-            log.exception("agent failed to stop")
+            log.exception("agent failed to %s", step)
 
     def _drop_backend(self, backend: TrayBackend, exc: BaseException) -> None:
         """An update failed or hung: log once, stop that backend; run() moves down the ladder.
