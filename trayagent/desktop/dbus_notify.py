@@ -56,7 +56,11 @@ def session_bus_address(env: Mapping[str, str] | None = None) -> str:
 
 
 def _call(router: DBusRouter, msg: Message, timeout: float = CALL_TIMEOUT) -> tuple[Any, ...]:
-    """One method call; every way it can fail becomes NotificationError."""
+    """One method call; every way it can fail becomes NotificationError.
+
+    The reply body is as jeepney decodes it (its values are untyped, hence Any): callers in this
+    module read it where they know its D-Bus signature; nothing untyped leaves the module.
+    """
     try:
         return tuple(unwrap_msg(router.send_and_get_reply(msg, timeout=timeout)))
     except DBusErrorResponse as exc:

@@ -44,6 +44,8 @@ ICON_SIZES = (16, 22, 24, 32, 48, 64)
 APP_ID = "trayagent"
 
 Pixmap = tuple[int, int, bytes]
+# D-Bus message bodies and variants are as jeepney builds and decodes them: untyped (Any) values
+# within this module, each read or written against its signature; nothing untyped leaves it.
 
 
 # --------------------------------------------------------------------------- pixmaps
