@@ -29,7 +29,7 @@ from trayagent.core.model import (
 )
 from trayagent.config import legacy_state_path
 from trayagent.delivery import Delivery
-from trayagent.notify import Notifier
+from trayagent.core.notifier import Notifier
 from trayagent.slskd.client import SlskdClient
 from trayagent.slskd.errors import SlskdError, SlskdUnauthorized, SlskdUnreachable
 from trayagent.slskd.memory import tune_allocator

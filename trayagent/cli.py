@@ -343,7 +343,7 @@ def _finished_json(f: Any) -> dict[str, Any]:
 
 
 def _status_table(active: list[Any], recent: list[Any], total: int) -> str:
-    from trayagent.notify import sanitize, track_label
+    from trayagent.desktop.labels import sanitize, track_label
 
     lines = [f"{len(active)} active of {total} listed by slskd"]
     for t in active:

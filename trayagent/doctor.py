@@ -270,7 +270,8 @@ class _Doctor:
             self.emit(OK, name, message)
 
     def check_notifications(self) -> None:
-        from trayagent.notify import Notification, choose_backend
+        from trayagent.desktop.notification import Notification
+        from trayagent.desktop.notify_backends import choose_backend
 
         disabled = self.config is not None and not self.config.notifications.enabled
         backend = choose_backend()
