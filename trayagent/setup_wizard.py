@@ -176,7 +176,8 @@ class _Wizard:
     # ----------------------------------------------------------------- write
 
     def build_config(self, url: str, api_key: str, force: bool) -> Any:
-        from trayagent.config import Config, ConfigError, SlskdConfig, load_config
+        from trayagent.config import Config, SlskdConfig, load_config
+        from trayagent.errors import ConfigError
 
         config = None
         if force and self.config_path.is_file():
@@ -193,7 +194,8 @@ class _Wizard:
         return config
 
     def write(self, config: Any) -> Path:
-        from trayagent.config import ConfigError, save_config
+        from trayagent.config import save_config
+        from trayagent.errors import ConfigError
 
         try:
             return save_config(config, self.config_path)
