@@ -11,8 +11,11 @@ from __future__ import annotations
 import getpass
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import TYPE_CHECKING, Callable, Mapping, TextIO
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:  # config is imported when init needs it: `trayagent --help` stays quick
+    from trayagent.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +178,7 @@ class _Wizard:
 
     # ----------------------------------------------------------------- write
 
-    def build_config(self, url: str, api_key: str, force: bool) -> Any:
+    def build_config(self, url: str, api_key: str, force: bool) -> Config:
         from trayagent.config import Config, SlskdConfig, load_config
         from trayagent.errors import ConfigError
 
@@ -193,7 +196,7 @@ class _Wizard:
         config.file_values = {}
         return config
 
-    def write(self, config: Any) -> Path:
+    def write(self, config: Config) -> Path:
         from trayagent.config import save_config
         from trayagent.errors import ConfigError
 
