@@ -115,6 +115,12 @@ def test_limits_checks_and_cross_checks_from_the_metadata() -> None:
     assert error({"engine": {"code": 7}}) == "car.toml: [engine] code must be a string in quotes (got a non-string value)"
 
 
+def test_an_integer_too_big_for_a_float_is_an_error_not_a_crash() -> None:
+    assert error({"engine": {"litres": 10**400}}).startswith("car.toml: [engine] litres must be a number > 0 and "
+                                                             "at most 10 (got 1000")
+    assert error({"rules": {"grace_polls": 10**400}}).startswith("car.toml: [rules] grace_polls must be a whole")
+
+
 def test_a_value_from_the_environment_is_blamed_on_its_variable() -> None:
     assert error({"engine": {"gearbox": "cvt"}}, {"engine.gearbox": "CAR_GEARBOX"}) == (
         'CAR_GEARBOX must be one of manual, auto (got "cvt")')

@@ -126,15 +126,14 @@ def _number(value: object, origin: Origin, meta: Mapping[str, object]) -> float:
     minimum, inclusive = cast(float, meta.get("minimum", 0.0)), bool(meta.get("inclusive", False))
     maximum = cast("float | None", meta.get("maximum")) or YEAR
     op = ">=" if inclusive else ">"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value >= minimum if inclusive else value > minimum  # type: ignore[operator]
-    if not ok:
+    # Compared as read, not as a float: TOML integers are unbounded and 10**400 has no float.
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not (number >= minimum if inclusive else number > minimum) or number == math.inf:  # nan fails both
         raise origin.fail(f"must be a number {op} {minimum:g} (got {show(value)})")
-    if value > maximum:  # type: ignore[operator]
+    if number > maximum:
         raise origin.fail(f"must be a number {op} {minimum:g} and at most {maximum:.10g}{_span(maximum)} "
                           f"(got {show(value)})")
-    return float(value)  # type: ignore[arg-type]
+    return float(number)
 
 
 def _integer(value: object, origin: Origin, meta: Mapping[str, object]) -> int:
