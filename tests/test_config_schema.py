@@ -17,6 +17,7 @@ from trayagent.config import Config, SlskdConfig, load_config, save_config
 from trayagent.config_schema import (
     Fail,
     Origin,
+    env_overrides,
     masked_repr,
     one_of,
     read_sections,
@@ -53,7 +54,7 @@ def _even(value: int, origin: Origin) -> int:
 class Engine:
     """A section written only as a dataclass: nothing else in the engine names its keys."""
 
-    name: str = "v8"
+    name: str = setting("v8", env="CAR_ENGINE")
     cylinders: int = setting(8, minimum=2, maximum=16, check=_even)
     litres: float = setting(4.0, maximum=10)
     turbo: bool = False
@@ -90,6 +91,9 @@ def test_keys_and_sections_come_from_the_fields() -> None:
     assert section_keys(Engine) == ("name", "cylinders", "litres", "turbo", "fuels", "gearbox", "code")
     assert section_fields(Car) == {"engine": Engine, "rules": Rules}
     assert secret_keys(Engine) == frozenset({"code"})
+    assert env_overrides(Car) == {"CAR_ENGINE": ("engine", "name")}
+    assert env_overrides(Config) == {"SLSKD_URL": ("slskd", "url"), "SLSKD_API_KEY": ("slskd", "api_key"),
+                                     "SLSKD_USERNAME": ("slskd", "username"), "SLSKD_PASSWORD": ("slskd", "password")}
     assert "valid keys: name, cylinders, litres, turbo, fuels, gearbox, code" in error({"engine": {"wheels": 4}})
     assert error({"engine": {"cylinder": 4}}).endswith("(did you mean cylinders?)")
     assert error({"note": {}}) == "car.toml: unknown section [note] (valid sections: engine, rules)"

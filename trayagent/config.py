@@ -22,23 +22,16 @@ from urllib.parse import urlsplit
 import tomli_w
 
 from trayagent.config_schema import (
-    DAY, HOUR, MASK, MINUTE, WEEK, YEAR, Fail, Origin, TomlTable, masked_repr, one_of, read_sections,
+    DAY, HOUR, MASK, MINUTE, WEEK, YEAR, Fail, Origin, TomlTable, env_overrides, masked_repr, one_of, read_sections,
     read_toml_file, secret_keys, sections_to_toml, setting, show, some_of,
 )
 from trayagent.core.tracker import Rules
-from trayagent.errors import ConfigError, one_line
+from trayagent.errors import ConfigError
 from trayagent.logs import SLSKD_MAX_KEY_LENGTH, SLSKD_MIN_KEY_LENGTH, register_secret
 from trayagent.paths import default_config_path, instance_state_path, write_private_file
 
 log = logging.getLogger(__name__)
 
-#: Environment variable -> (section, key). These override the file.
-ENV_OVERRIDES: dict[str, tuple[str, str]] = {
-    "SLSKD_URL": ("slskd", "url"),
-    "SLSKD_API_KEY": ("slskd", "api_key"),
-    "SLSKD_USERNAME": ("slskd", "username"),
-    "SLSKD_PASSWORD": ("slskd", "password"),
-}
 CLEANUP_OUTCOMES = ("succeeded", "cancelled", "failed")
 #: [tray] backend: "auto" walks the ladder (StatusNotifierItem, then XEmbed, then none).
 TRAY_BACKENDS = ("auto", "sni", "xembed", "none")
@@ -130,10 +123,10 @@ def _formats(value: tuple[str, ...], origin: Origin) -> tuple[str, ...]:
 class SlskdConfig:
     """How to reach slskd. api_key wins over username/password when both are set."""
 
-    url: str = field(metadata={"check": _required_url})
-    api_key: str = setting("", secret=True, omit_empty=True, check=_check_api_key)
-    username: str = setting("", omit_empty=True)
-    password: str = setting("", secret=True, omit_empty=True, check=_check_secret)
+    url: str = field(metadata={"check": _required_url, "env": "SLSKD_URL"})
+    api_key: str = setting("", secret=True, omit_empty=True, check=_check_api_key, env="SLSKD_API_KEY")
+    username: str = setting("", omit_empty=True, env="SLSKD_USERNAME")
+    password: str = setting("", secret=True, omit_empty=True, check=_check_secret, env="SLSKD_PASSWORD")
     verify_tls: bool = True
     timeout: float = setting(10.0, maximum=10 * MINUTE)
     web_url: str = setting("", check=_optional_url, help="the web UI address when it differs from url")
@@ -317,6 +310,10 @@ class Config:
         env_names = {f"{sec}.{key}": name for name, (sec, key) in ENV_OVERRIDES.items()}
         read_sections(Config, self.to_toml_dict(), source,
                       {k: env_names[k] for k in self.env_values if k in env_names})
+
+
+#: Environment variable -> (section, key): SLSKD_URL and friends override the file.
+ENV_OVERRIDES = env_overrides(Config)
 
 
 # --------------------------------------------------------------------------- quiet hours

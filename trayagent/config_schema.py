@@ -60,7 +60,7 @@ class CrossChecked(Protocol):
 
 
 def setting(default: T, *, minimum: float = 0.0, maximum: float | None = None, inclusive: bool = False,
-            secret: bool = False, omit_empty: bool = False, check: Check[T] | None = None,
+            secret: bool = False, omit_empty: bool = False, check: Check[T] | None = None, env: str = "",
             help: str = "") -> T:
     """A field of a settings section with its validation in the field's metadata.
 
@@ -68,10 +68,11 @@ def setting(default: T, *, minimum: float = 0.0, maximum: float | None = None, i
     numbers) and at most `maximum` (a year, or 1,000,000 for whole numbers, when not given):
     a timeout of 1e10 s overflows the socket layer long after the config was accepted.
     `secret` keeps the value out of messages and repr; `omit_empty` leaves an empty value
-    out of the TOML written; `check` normalises the value or fails with the reason.
+    out of the TOML written; `check` normalises the value or fails with the reason; `env`
+    names an environment variable that overrides the file.
     """
     meta = {"minimum": minimum, "maximum": maximum, "inclusive": inclusive, "secret": secret,
-            "omit_empty": omit_empty, "check": check, "help": help}
+            "omit_empty": omit_empty, "check": check, "env": env, "help": help}
     return cast(T, field(default=default, repr=not secret, metadata=meta))
 
 
@@ -280,6 +281,12 @@ def secret_keys(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls) if f.metadata.get("secret"))
 
 
+def env_overrides(cls: type) -> dict[str, tuple[str, str]]:
+    """Environment variable -> (section, key), for each field of a whole config that names one."""
+    return {f.metadata["env"]: (name, f.name) for name, section in section_fields(cls).items()
+            for f in fields(section) if f.metadata.get("env")}
+
+
 def masked_repr(section: object) -> str:
     """repr of a section with its secrets shown as '***' ('' when empty): safe in any log."""
     parts = []
@@ -291,6 +298,6 @@ def masked_repr(section: object) -> str:
 
 __all__ = [
     "DAY", "HOUR", "MASK", "MINUTE", "WEEK", "YEAR", "CrossChecked", "Fail", "Origin", "TomlTable", "TomlValue",
-    "masked_repr", "one_of", "read_section", "read_toml_file", "read_sections", "secret_keys", "section_fields", "section_keys",
+    "env_overrides", "masked_repr", "one_of", "read_section", "read_toml_file", "read_sections", "secret_keys", "section_fields", "section_keys",
     "section_to_toml", "sections_to_toml", "setting", "show", "some_of",
 ]
