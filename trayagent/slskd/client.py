@@ -28,7 +28,7 @@ import requests
 import urllib3
 
 from trayagent.config import SlskdConfig
-from trayagent.errors import TrayagentError, one_line
+from trayagent.errors import TrayagentError
 from trayagent.logs import register_secret, scrub
 from trayagent.core.model import Kind, Transfer, classify
 
@@ -170,7 +170,7 @@ def _load_json(body: bytes | str, what: str) -> Any:
     try:
         return _loads(body)
     except _JSON_ERRORS as exc:
-        detail = one_line(str(exc))[:100]
+        detail = _one_line(str(exc))[:100]
     if orjson is not None:
         # orjson refuses a lone surrogate escape ("\ud800"), which is legal in slskd's .NET
         # strings; the stdlib parser keeps it, so one odd file name does not fail every poll.
@@ -411,8 +411,12 @@ def _json_kind(value: Any) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def _trim(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    text = one_line(text)
+    text = _one_line(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
