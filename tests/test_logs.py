@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from trayagent import logs
+from trayagent import logs, paths
 from trayagent.logs import (
     RedactingFilter,
     clear_secrets,
@@ -266,7 +266,7 @@ def test_default_log_dir_uses_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp_
     if not sys.platform.startswith("linux"):
         pytest.skip("XDG layout")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert logs.default_log_dir() == tmp_path / "trayagent" / "log"
+    assert paths.log_dir() == tmp_path / "trayagent" / "log"
     path = setup_logging(stream=io.StringIO())
     assert path == tmp_path / "trayagent" / "log" / "trayagent.log"
 

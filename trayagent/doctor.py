@@ -95,7 +95,9 @@ class _Doctor:
     # ----------------------------------------------------------------- checks
 
     def check_config(self) -> None:
-        from trayagent.config import ConfigError, default_config_path, load_config
+        from trayagent.config import load_config
+        from trayagent.errors import ConfigError
+        from trayagent.paths import default_config_path
 
         path = Path(self.config_path).expanduser() if self.config_path is not None else default_config_path()
         exists = path.is_file()
@@ -321,7 +323,7 @@ class _Doctor:
             self.emit(OK, name, "not enabled (optional) — `trayagent autostart enable` starts the tray at login")
 
     def check_log(self) -> None:
-        from trayagent.config import log_dir
+        from trayagent.paths import log_dir
         from trayagent.logs import LOG_FILE_NAME
 
         name = "log file"

@@ -165,7 +165,7 @@ def run_args(config_path: PathArg = None) -> tuple[str, ...]:
         return DEFAULT_ARGS
     path = os.path.abspath(os.path.expanduser(os.fspath(config_path)))
     try:
-        from trayagent.config import default_config_path  # noqa: PLC0415 - avoid an import cycle
+        from trayagent.paths import default_config_path  # noqa: PLC0415 - avoid an import cycle
 
         if os.path.abspath(default_config_path()) == path:
             return DEFAULT_ARGS
