@@ -539,7 +539,7 @@ def test_sync_summary_is_one_notification() -> None:
     from trayagent.desktop.composer import NotificationComposer as C, NotificationRules as R
 
     now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
-    c = C(R.from_config(None))
+    c = C(R())
     c.feed(E(ET.SYNC, now, status="incomplete", summary="<8> found, 7 completed, 1 not found"), now)
     notes = c.due(now)
     assert [(n.title, n.body) for n in notes] == [("Playlist sync finished", "<8> found, 7 completed, 1 not found")]

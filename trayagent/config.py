@@ -204,12 +204,6 @@ class NotificationsConfig:
     max_per_minute: int = setting(6, minimum=1, maximum=1000)
     quiet_hours: str = setting("", check=_quiet_hours, help='"HH:MM-HH:MM" local time, may cross midnight')
 
-    @classmethod
-    def from_config(cls, settings: object) -> NotificationsConfig:
-        """This section from a whole Config (anything with .notifications), itself, or None (the defaults)."""
-        found = getattr(settings, "notifications", settings)
-        return found if isinstance(found, cls) else cls()
-
     @property
     def quiet_range(self) -> tuple[time, time] | None:
         """quiet_hours as (start, end) local times, or None when unset."""

@@ -7,7 +7,7 @@ tracebacks, no line breaks from whatever slskd echoed).
 
 from __future__ import annotations
 
-from trayagent.errors import TrayagentError
+from trayagent.errors import TrayagentError, one_line
 
 MESSAGE_LIMIT = 200  # characters of slskd's own words quoted in a message
 
@@ -44,11 +44,6 @@ class SlskdInvalidArgument(SlskdError, ValueError):
     """A caller passed an id or username that must not be put in a URL; nothing was sent."""
 
 
-def one_line(text: str) -> str:
-    """Whitespace runs (line breaks from an echoed body) folded to single spaces."""
-    return " ".join(str(text).split())
-
-
 def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """`text` on one line and at most `limit` characters, so an echoed body cannot flood a message."""
     text = one_line(text)
@@ -57,5 +52,5 @@ def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 __all__ = [
     "MESSAGE_LIMIT", "SlskdBadResponse", "SlskdBusy", "SlskdError", "SlskdInvalidArgument", "SlskdNotFound",
-    "SlskdUnauthorized", "SlskdUnreachable", "one_line", "shorten",
+    "SlskdUnauthorized", "SlskdUnreachable", "shorten",
 ]

@@ -17,7 +17,8 @@ from operator import is_, not_
 from typing import AbstractSet, Any, Mapping
 
 from trayagent.core.model import Kind, Transfer, classify
-from trayagent.slskd.errors import MESSAGE_LIMIT, SlskdBadResponse, one_line, shorten
+from trayagent.errors import one_line
+from trayagent.slskd.errors import MESSAGE_LIMIT, SlskdBadResponse, shorten
 
 #: Any value slskd's JSON decodes to; narrowed with isinstance/type checks where it is read.
 JSON = object
