@@ -24,12 +24,15 @@ def install() -> None:
     import trayagent.agent as agent
     import trayagent.polling as polling
     import trayagent.slskd.client as slskd
+    import trayagent.slskd.memory as memory
+    import trayagent.slskd.parsing as parsing
+    from trayagent.slskd.connection import API
 
     def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None,
                        trim: bool = True) -> Any:
         params = {"includeRemoved": "true"} if include_removed else None
-        resp = self._request("GET", f"{slskd.API}/transfers/downloads", params=params)
-        return slskd.parse_downloads(resp.content, listing=True)
+        resp = self._request("GET", f"{API}/transfers/downloads", params=params)
+        return parsing.parse_downloads(resp.content, listing=True)
 
     poll = agent.Agent._poll
 
@@ -40,7 +43,7 @@ def install() -> None:
         return out
 
     slskd.SlskdClient.list_downloads = list_downloads  # type: ignore[method-assign]
-    slskd._trim_heap = lambda body_size: None
+    memory.trim_heap = lambda body_size: None
     polling.Poller.peers_to_poll = lambda self, tracker: None  # type: ignore[method-assign]
     polling.Poller.whole_list_by_id = lambda self, tracker: None  # type: ignore[method-assign]
     agent.Agent._poll = keep_last  # type: ignore[method-assign]

@@ -9,7 +9,7 @@ from trayagent.actions import IssuedLedger
 from trayagent.config import PollConfig
 from trayagent.core.model import EventType
 from trayagent.server_status import ServerStatus
-from trayagent.slskd.client import SlskdUnreachable
+from trayagent.slskd.errors import SlskdUnreachable
 from trayagent.store import CANCEL, RETRY, Store, note_issued_elsewhere
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -19,7 +19,8 @@ import pytest
 
 from trayagent.config import Config, SlskdConfig, SyncConfig
 from trayagent.sync.playlist import WantedTrack
-from trayagent.slskd.client import SlskdClient, SlskdUnreachable
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdUnreachable
 from trayagent.sync.engine import (
     EngineTimings,
     LocalLibrary,

@@ -20,7 +20,8 @@ from typing import AbstractSet, Callable, Collection, Iterable, Sequence
 
 from trayagent.config import SlskdConfig
 from trayagent.core.model import Finished, Kind, Transfer
-from trayagent.slskd.client import SlskdClient, SlskdError, SlskdUnreachable
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 from trayagent.store import CANCEL, RETRY, Store
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,14 @@ from trayagent.actions import IssuedLedger, confirm_enqueued, enqueue_retry, pla
 from trayagent.agent_sync import run_agent_sync
 from trayagent.config import Config
 from trayagent.core.model import AgentState, Event, EventType, Kind, Transfer, utcnow
-from trayagent.config import legacy_state_path
+from trayagent.core.notifier import Notifier
 from trayagent.delivery import Delivery, LogConsumer
-from trayagent.notify import Notifier
+from trayagent.paths import legacy_state_path
 from trayagent.polling import Poller
 from trayagent.server_status import ServerStatus
-from trayagent.slskd.client import SlskdClient, SlskdError, tune_allocator
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError
+from trayagent.slskd.memory import tune_allocator
 from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
 from trayagent.core.tracker import Rules, Tracked, Tracker
 
@@ -52,9 +54,7 @@ class Agent:
         self.config = config
         self._client = client if client is not None else SlskdClient(config.slskd)
         self._store = store if store is not None else open_store(config.state_path, legacy_state_path())
-        t = config.tracking
-        self._rules = Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
-                            restart_window=t.restart_window)
+        self._rules: Rules = config.tracking
         self._tracker: Tracker = self._store.load_tracker(self._rules)
         self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
         self._compact_due = False  # the first start's history is compacted at the next poll

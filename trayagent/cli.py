@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the commands import these lazily: `trayagent --help` stays 
     from trayagent.agent import Agent
     from trayagent.config import Config
     from trayagent.lock import InstanceLock
-    from trayagent.notify import Notifier
+    from trayagent.core.notifier import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> Config:
-    from trayagent.config import ConfigError, load_config
+    from trayagent.config import load_config
+    from trayagent.errors import ConfigError
 
     if args.config is not None and not args.config.is_file():
         raise UsageError(f"config file {args.config} does not exist: create it with "
@@ -242,7 +243,8 @@ def _instance_lock(config: Config) -> InstanceLock:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from trayagent.agent import Agent
-    from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig, TrackingConfig
+    from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig
+    from trayagent.core.tracker import Rules
     from trayagent.slskd.simulator import Simulator
 
     _setup_logging(args)
@@ -256,7 +258,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = Config(
             slskd=SlskdConfig(url=url, api_key=sim.api_key or ""),
             poll=PollConfig(active_interval=0.5, idle_interval=2.0, max_backoff=10.0),
-            tracking=TrackingConfig(grace_polls=3, failure_settle=3.0, restart_window=30.0),
+            tracking=Rules(grace_polls=3, failure_settle=3.0, restart_window=30.0),
             cleanup=CleanupConfig(enabled=True, interval=20.0),
         )
         display = _has_display()
@@ -314,7 +316,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def _clear_recorded_only(config: Config) -> int | None:
     """`clear` while an agent runs: remove only what its committed state records as ended."""
-    from trayagent.slskd.client import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
     from trayagent.store import Store
 
     store = Store(config.state_path, readonly=True)
@@ -341,7 +344,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
     from trayagent.actions import CancelNotingClient
-    from trayagent.config import legacy_state_path
+    from trayagent.paths import legacy_state_path
     from trayagent.core.model import utcnow
     from trayagent.store import CANCEL, StoreError, adopt_legacy, describe, note_issued_elsewhere
     from trayagent.sync.engine import run_sync_command
@@ -362,7 +365,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from trayagent.config import default_config_path
+    from trayagent.paths import default_config_path
     from trayagent.setup_wizard import run_init
 
     _setup_logging(args)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from trayagent.core.model import Event
-from trayagent.notify import Notifier
+from trayagent.core.notifier import Notifier
 from trayagent.store import Store, StoreError
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:  # each check imports what it needs itself: a missing module fails only that check
     from trayagent.config import Config
     from trayagent.desktop.notify_backends import NotificationBackend
-    from trayagent.slskd.client import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,9 @@ class _Doctor:
     # ----------------------------------------------------------------- checks
 
     def check_config(self) -> None:
-        from trayagent.config import ConfigError, default_config_path, load_config
+        from trayagent.config import load_config
+        from trayagent.errors import ConfigError
+        from trayagent.paths import default_config_path
 
         path = Path(self.config_path).expanduser() if self.config_path is not None else default_config_path()
         exists = path.is_file()
@@ -162,7 +165,7 @@ class _Doctor:
         return self.config, self.client
 
     def check_reachable(self) -> None:
-        from trayagent.slskd.client import SlskdError, SlskdUnreachable
+        from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
         name = "slskd reachable"
         if self.config is None:
@@ -191,7 +194,7 @@ class _Doctor:
                   "check slskd's own log")
 
     def check_auth(self) -> None:
-        from trayagent.slskd.client import SlskdUnauthorized
+        from trayagent.slskd.errors import SlskdUnauthorized
 
         name = "auth"
         if self._skipped(name, self.reachable, "slskd not reachable"):
@@ -304,7 +307,7 @@ class _Doctor:
             self.emit(OK, name, message)
 
     def check_notifications(self) -> None:
-        from trayagent.notify import choose_backend
+        from trayagent.desktop.notify_backends import choose_backend
 
         disabled = self.config is not None and not self.config.notifications.enabled
         backend = choose_backend()
@@ -316,7 +319,7 @@ class _Doctor:
                 stop()
 
     def _notifications_with(self, backend: NotificationBackend, disabled: bool) -> None:
-        from trayagent.notify import Notification
+        from trayagent.desktop.notification import Notification
 
         name = "notifications"
         if backend.name == "none":
@@ -356,7 +359,7 @@ class _Doctor:
             self.emit(OK, name, "not enabled (optional) — `trayagent autostart enable` starts the tray at login")
 
     def check_log(self) -> None:
-        from trayagent.config import log_dir
+        from trayagent.paths import log_dir
         from trayagent.logs import LOG_FILE_NAME
 
         name = "log file"

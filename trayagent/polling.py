@@ -16,7 +16,9 @@ from typing import Callable, Mapping
 from trayagent.config import PollConfig
 from trayagent.core.model import Kind
 from trayagent.core.tracker import Tracker
-from trayagent.slskd.client import Downloads, SlskdClient, SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd.parsing import Downloads
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from datetime import datetime
 
 from trayagent.config import PollConfig
 from trayagent.core.model import Event, EventType
-from trayagent.slskd.client import SlskdClient, SlskdError, SlskdUnreachable
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from typing import Sequence, TextIO
 from trayagent.config import Config
 from trayagent.core.model import Finished, Transfer, iso
 from trayagent.errors import EXIT_FAIL, EXIT_OK
-from trayagent.slskd.client import SlskdClient, SlskdError
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError
 from trayagent.store import Store, StoreError, existing_state
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _finished_json(f: Finished) -> dict[str, object]:
 
 
 def _status_table(active: Sequence[Transfer], recent: Sequence[Finished], total: int) -> str:
-    from trayagent.notify import sanitize, track_label
+    from trayagent.desktop.labels import sanitize, track_label
 
     lines = [f"{len(active)} active of {total} listed by slskd"]
     for t in active:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from trayagent.config import legacy_state_path, make_private_dir
+from trayagent.paths import legacy_state_path, make_private_dir
 from trayagent.errors import TrayagentError
 from trayagent.core.model import Event, Finished, Kind, iso, parse_time
 from trayagent.core.tracker import Changes, Rules, Tracked, Tracker

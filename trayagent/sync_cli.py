@@ -31,7 +31,7 @@ def run_configured_sync(
     """
     from trayagent.sync.engine import SyncEngine
 
-    chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
+    chosen = list(paths) or list(config.sync.playlists)
     if not chosen:
         raise ValueError("no playlists configured in [sync] playlists")
     skipped: list[SkippedLine] = []
@@ -115,7 +115,7 @@ def run_sync_command(
     """
     from trayagent.sync.engine import SyncEngine
 
-    chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
+    chosen = list(paths) or list(config.sync.playlists)
     if not chosen:
         err.write("trayagent sync: no playlists given and none configured in [sync] playlists\n")
         return 2

@@ -13,7 +13,7 @@ import logging
 from typing import Any, Callable, Protocol
 
 from trayagent.core.model import Kind, Transfer
-from trayagent.slskd.client import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
+from trayagent.slskd.errors import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
 from trayagent.sync.store import ACTIVE, ENQUEUING, READY, Attempt, SyncStore, TrackState
 
 log = logging.getLogger(__name__)
