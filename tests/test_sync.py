@@ -18,6 +18,7 @@ from typing import Any, Callable
 import pytest
 
 from trayagent.config import Config, SlskdConfig, SyncConfig
+from trayagent.core.tracker import Rules
 from trayagent.sync.playlist import WantedTrack
 from trayagent.slskd.client import SlskdClient, SlskdUnreachable
 from trayagent.sync.engine import (
@@ -40,7 +41,7 @@ REJECT = [QUEUED, ("end", "Completed, Rejected")]
 FOREVER_QUEUED = [("state", "Queued, Remotely", 3600)]
 
 # slskd ends a search searchTimeout after its last response: 50 ms keeps the suite fast.
-FAST = EngineTimings(poll_interval=0.05, settle=0.3, busy_backoff=0.05, search_backoff=0.1,
+FAST = EngineTimings(poll_interval=0.05, rules=Rules(failure_settle=0.3), busy_backoff=0.05, search_backoff=0.1,
                      give_up_after=5.0, max_search_rounds=2, search_timeout_ms=50, login_check=0.05)
 
 
@@ -326,6 +327,24 @@ def test_slskd_restart_mid_download_follows_the_reenqueued_transfer(sim_fast, re
     assert len(enqueue_posts(sim_fast)) == 1  # slskd re-enqueued it, not us
     records = [t for t in sim_fast.transfers(include_removed=True) if t["username"] == "best"]
     assert len(records) == 2 and {t["state"] for t in records} == {"Completed, Errored", "Completed, Succeeded"}
+
+
+def test_a_vanished_transfer_is_given_the_trackers_grace_polls(sim_fast, real_client, tmp_path):
+    """A transfer slskd no longer has, even by id, is given up after `grace_polls` polls (core/rules)."""
+    sim_fast.add_search_results("get lucky", [BEST, SECOND])
+    client = ScriptedClient(real_client, sim_fast, {"best": FOREVER_QUEUED, "second": SUCCEED})
+    deleted: dict[str, str] = {}
+
+    def delete_once(p: SyncProgress) -> None:
+        live = [t for t in sim_fast.transfers() if t["username"] == "best"]
+        if live and not deleted:
+            deleted["id"] = live[0]["id"]
+            sim_fast.delete(live[0]["id"])
+
+    report = engine(client, tmp_path, queue_timeout=60.0).run([LUCKY], progress_cb=delete_once)
+    assert report.tracks[0].username == "second" and report.tracks[0].attempts == 2
+    missing = [r for r in sim_fast.requests if r.method == "GET" and r.path.endswith(deleted["id"])]
+    assert [r.status for r in missing] == [404] * Rules().grace_polls
 
 
 def test_succeeded_without_all_bytes_is_not_obtained(sim_fast, real_client, tmp_path):

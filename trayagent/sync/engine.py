@@ -23,12 +23,14 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from trayagent.sync.library import LocalLibrary
 from trayagent.core.model import Transfer, parse_flags
+from trayagent.core.rules import FollowRules
+from trayagent.core.tracker import Rules
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.queries import query_forms, why_unsearchable
 from trayagent.sync.ranking import Candidate, RankPrefs, rank_files
@@ -53,8 +55,7 @@ class EngineTimings:
     max_searches: int = 4  # searches running at once (the rate still spaces their starts)
     search_timeout_ms: int | None = None  # slskd's searchTimeout; None: [sync] search_timeout
     search_guard: float = 180.0  # give up on a search that never completes
-    settle: float = 65.0  # a retryable failure must stay failed this long (slskd retries)
-    casualty_wait: float = 600.0  # slskd restarted: it re-enqueues after logging in again
+    rules: FollowRules = field(default_factory=Rules)  # the tracker's settle/restart/grace rules
     busy_backoff: float = 2.0  # after a 429
     search_backoff: float = 300.0  # before searching again for an exhausted pool, doubling
     max_search_rounds: int = 3

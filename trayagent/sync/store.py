@@ -96,6 +96,8 @@ class Attempt:
     enqueued_at: float = 0.0
     queued_since: float | None = None  # first poll seen queued (reset when it starts)
     terminal_since: float | None = None  # first poll seen failed but possibly retried
+    restart_since: float | None = None  # first poll seen errored by slskd's own restart
+    missing_polls: int = 0  # polls in a row slskd no longer had it
     state: str = ""
     bytes_transferred: int = 0
     progress_at: float | None = None  # last poll that saw bytes move (or the start): stall clock
