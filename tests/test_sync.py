@@ -21,15 +21,11 @@ from trayagent.config import Config, SlskdConfig, SyncConfig
 from trayagent.core.tracker import Rules
 from trayagent.sync.playlist import WantedTrack
 from trayagent.slskd.client import SlskdClient, SlskdUnreachable
-from trayagent.sync.engine import (
-    EngineTimings,
-    LocalLibrary,
-    SyncBusy,
-    SyncEngine,
-    SyncProgress,
-    SyncStore,
-    run_sync_command,
-)
+from trayagent.sync.engine import EngineTimings, SyncEngine
+from trayagent.sync.library import LocalLibrary
+from trayagent.sync.report import SyncProgress
+from trayagent.sync.store import SyncBusy, SyncStore
+from trayagent.sync_cli import run_sync_command
 
 API_KEY = "test-key-0123456789abcdef"
 LUCKY = WantedTrack("Daft Punk", "Get Lucky", "Random Access Memories", 248.0)
@@ -359,7 +355,7 @@ def test_succeeded_without_all_bytes_is_not_obtained(sim_fast, real_client, tmp_
 
 
 def test_run_configured_sync_for_the_tray(sim_fast, real_client, tmp_path, monkeypatch):
-    from trayagent.sync.engine import run_configured_sync
+    from trayagent.sync_cli import run_configured_sync
 
     config = _config(sim_fast, tmp_path, monkeypatch, playlists=())
     with pytest.raises(ValueError):
@@ -524,7 +520,7 @@ def test_cli_progress_bar_on_a_tty(sim_fast, tmp_path, monkeypatch):
 
 def test_store_survives_reopen_and_keeps_attempts(tmp_path):
     from trayagent.sync.ranking import Candidate
-    from trayagent.sync.engine import TrackState
+    from trayagent.sync.store import TrackState
 
     path = tmp_path / "s.sqlite3"
     store = SyncStore(path)

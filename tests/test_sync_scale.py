@@ -19,7 +19,8 @@ from trayagent.config import SlskdConfig
 from trayagent.core.tracker import Rules
 from trayagent.sync.playlist import WantedTrack
 from trayagent.slskd.client import SlskdClient
-from trayagent.sync.engine import EngineTimings, LocalLibrary, SyncEngine
+from trayagent.sync.engine import EngineTimings, SyncEngine
+from trayagent.sync.library import LocalLibrary
 
 API_KEY = "test-key-0123456789abcdef"
 TRACKS = 200

@@ -579,7 +579,8 @@ class Agent:
         desktop notifier shows one summary. False if a sync was already running here.
         """
         from trayagent.sync.playlist import PlaylistError
-        from trayagent.sync.engine import SyncBusy, run_configured_sync
+        from trayagent.sync.store import SyncBusy
+        from trayagent.sync_cli import run_configured_sync
 
         if not self._sync_lock.acquire(blocking=False):
             return False

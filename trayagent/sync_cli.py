@@ -7,14 +7,12 @@ import os
 import signal
 import threading
 from dataclasses import replace
-from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
+from trayagent.errors import TrayagentError
+from trayagent.sync.engine import SyncEngine
 from trayagent.sync.playlist import PlaylistError, SkippedLine, load_playlists
 from trayagent.sync.report import SyncProgress, SyncReport, format_eta, progress_bar
-from trayagent.sync.store import SyncBusy
-
-if TYPE_CHECKING:
-    from trayagent.sync.engine import SyncEngine
 
 
 def run_configured_sync(
@@ -29,8 +27,6 @@ def run_configured_sync(
     Raises PlaylistError for an unreadable playlist, SyncBusy when a sync already runs and
     ValueError when no playlist is given or configured. Meant for a background thread.
     """
-    from trayagent.sync.engine import SyncEngine
-
     chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
     if not chosen:
         raise ValueError("no playlists configured in [sync] playlists")
@@ -113,8 +109,6 @@ def run_sync_command(
     --json). Ctrl-C stops cleanly: the state is saved and the next run resumes. --dry-run
     searches and ranks, shows the picks, and enqueues nothing.
     """
-    from trayagent.sync.engine import SyncEngine
-
     chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
     if not chosen:
         err.write("trayagent sync: no playlists given and none configured in [sync] playlists\n")
@@ -135,7 +129,7 @@ def run_sync_command(
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         report = _with_skipped(engine.run(tracks, progress_cb=display.show, stop_event=stop), skipped)
-    except SyncBusy as exc:
+    except TrayagentError as exc:  # SyncBusy: another sync runs; or the lock/state file cannot be had
         err.write(f"trayagent sync: {exc}\n")
         return 1
     finally:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trayagent.errors import TrayagentError
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.ranking import Candidate
 from trayagent.sync.titles import normalise
@@ -78,7 +79,7 @@ def legacy_key(artist: str, title: str) -> str:
     return f"{normalise(first.replace('+', ' '))}|{normalise(core.replace('+', ' '))}"
 
 
-class SyncBusy(Exception):
+class SyncBusy(TrayagentError):
     """Another sync (CLI or tray) is already running against the same state file."""
 
 
@@ -201,11 +202,6 @@ class SyncStore:
             row = self._db.execute("SELECT data FROM sync_tracks WHERE key=?", (key,)).fetchone()
         return TrackState.from_json(row[0]) if row else None
 
-    def all_tracks(self) -> list[TrackState]:
-        with self._lock:
-            rows = self._db.execute("SELECT data FROM sync_tracks ORDER BY rowid").fetchall()
-        return [TrackState.from_json(r[0]) for r in rows]
-
     def save(self, state: TrackState, now: float) -> None:
         with self._tx() as db:
             self._save(db, state, now)
@@ -274,6 +270,28 @@ class SyncStore:
                 self._db.backup(dest)
             finally:
                 dest.close()
+
+    @classmethod
+    def scratch_copy(cls, real: Path, path: Path) -> SyncStore:
+        """A store at `path` that starts as a copy of the one at `real` (if any): a dry run's."""
+        if real.exists():
+            store = cls(real)
+            try:
+                store.copy_to(path)
+            finally:
+                store.close()
+        return cls(path)
+
+    def carry_search_clock(self, real: Path) -> None:
+        """Write this (scratch) store's search clock into the store at `real`."""
+        last = self.meta("last_search_at")
+        if last is None:
+            return
+        store = SyncStore(real)
+        try:
+            store.set_meta("last_search_at", last)
+        finally:
+            store.close()
 
     def meta(self, key: str) -> str | None:
         with self._lock:
