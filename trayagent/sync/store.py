@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trayagent.db import connect
 from trayagent.errors import TrayagentError
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.ranking import Candidate
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS sync_attempts (
 CREATE INDEX IF NOT EXISTS sync_attempts_file ON sync_attempts (username, filename);
 """
 SCHEMA_VERSION = 1
+#: The sync writes beside a running agent (the same file), whose commits it may wait for.
+BUSY_TIMEOUT = 10.0
 
 
 # Keys before issue 10 cut the artist at "&" and "," and kept version words: read once so a
@@ -176,13 +179,8 @@ class SyncStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():  # private: it lists what the user downloads
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(self.path, timeout=BUSY_TIMEOUT)
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT v FROM sync_meta WHERE k='schema'").fetchone()
         if row is None:
