@@ -25,8 +25,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, ParamSpec, Protocol, Sequence, TypeVar
 
+from trayagent.config import SyncConfig
 from trayagent.sync.library import LocalLibrary
 from trayagent.core.model import Transfer, parse_flags
 from trayagent.core.rules import FollowRules
@@ -37,14 +38,20 @@ from trayagent.sync.queries import query_forms, why_unsearchable
 from trayagent.sync.ranking import Candidate, RankPrefs, rank_files
 from trayagent.slskd.client import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
 from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, progress_of, track_result
-from trayagent.sync.search import SearchRunner, SearchTimings
+from trayagent.sync.search import SearchClient, SearchRunner, SearchTimings
 from trayagent.sync.store import (
     ACTIVE, COMPLETED, ENQUEUING, FAILED, NOT_FOUND, OBTAINED, PENDING, PICKED, PRESENT, READY, SEARCHING,
     TERMINAL, Attempt, SyncBusy, SyncStore, TrackState, legacy_key,
 )
-from trayagent.sync.transfers import TransferFollower
+from trayagent.sync.transfers import TransferClient, TransferFollower
 
 log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class SyncClient(SearchClient, TransferClient, Protocol):
+    """What the sync asks of slskd: SlskdClient, or a wrapper that notes its cancels."""
 
 
 @dataclass(slots=True)
@@ -69,8 +76,8 @@ class SyncEngine(TransferFollower):
 
     def __init__(
         self,
-        client: Any,
-        config: Any,
+        client: SyncClient,
+        config: SyncConfig,
         store_path: str | os.PathLike[str],
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] | None = None,
@@ -227,7 +234,7 @@ class SyncEngine(TransferFollower):
             return self.t.poll_interval
         return max(0.005, min(self.t.poll_interval, self.searcher.next_allowed(now)))
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Call slskd; track how long it has been unreachable; unauthorised ends the run."""
         try:
             result = fn(*args, **kwargs)
@@ -328,7 +335,7 @@ class SyncEngine(TransferFollower):
         if responses is not None:
             self._searched(state, responses)
 
-    def _searched(self, state: TrackState, responses: Sequence[dict[str, Any]]) -> None:
+    def _searched(self, state: TrackState, responses: Sequence[Mapping[str, object]]) -> None:
         now = self.clock()
         exclude = {(u, f) for u, f, _o in self.store.tried(state.key)}
         ranking = rank_files(state.wanted, responses, self.prefs)
@@ -488,4 +495,4 @@ class SyncEngine(TransferFollower):
                           dry_run=self.dry_run)
 
 
-__all__ = ["EngineTimings", "SyncEngine"]
+__all__ = ["EngineTimings", "SyncClient", "SyncEngine"]

@@ -13,7 +13,7 @@ tray's tooltip) so a track never reads as "queued" in one place and "pending" in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from trayagent.core.model import parse_flags
 
@@ -41,7 +41,7 @@ class TrackResult:
     found: bool = False
     near_misses: tuple[dict[str, str], ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["near_misses"] = list(self.near_misses)
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -114,8 +114,8 @@ class SyncReport:
         out.update({status: self.count(status) for status in STATUSES})
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.totals())
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.totals())
         out["stopped"] = self.stopped
         out["dry_run"] = self.dry_run
         if self.error:

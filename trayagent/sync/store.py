@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 from trayagent.db import connect
 from trayagent.errors import TrayagentError
@@ -126,11 +126,11 @@ class TrackState:
     search_id: str | None = None
     search_text: str | None = None
     search_started: float | None = None
-    pool: list[dict[str, Any]] = field(default_factory=list)
+    pool: list[dict[str, object]] = field(default_factory=list)
     found: bool = False  # some search found an acceptable candidate
     results: str | None = None  # the last search's verdict when nothing matched
     near_misses: list[dict[str, str]] = field(default_factory=list)
-    pick: dict[str, Any] | None = None  # dry run: the file that would be enqueued
+    pick: dict[str, object] | None = None  # dry run: the file that would be enqueued
     peer_base: int = 0  # peers tried before the latest retry round (max_attempts counts anew)
     current: Attempt | None = None
     next_at: float = 0.0
@@ -314,7 +314,9 @@ class _Tx:
             raise
         return self._db
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:

@@ -10,14 +10,29 @@ our back.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from trayagent.core.model import Kind, Transfer, classify
 from trayagent.core.rules import FollowRules, Phase, Verdict, Wait, judge
-from trayagent.slskd.client import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
+from trayagent.slskd.client import (
+    EnqueueResult, SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable,
+)
+from trayagent.sync.search import SlskdCall
 from trayagent.sync.store import ACTIVE, ENQUEUING, READY, Attempt, SyncStore, TrackState
 
 log = logging.getLogger(__name__)
+
+
+class TransferClient(Protocol):
+    """The part of SlskdClient that enqueues and follows the sync's downloads."""
+
+    def list_downloads(self) -> list[Transfer]: ...
+
+    def get_download(self, username: str, transfer_id: str) -> Transfer: ...
+
+    def enqueue(self, username: str, files: Iterable[tuple[str, int]]) -> EnqueueResult: ...
+
+    def cancel_download(self, username: str, transfer_id: str) -> None: ...
 
 
 class _Timings(Protocol):
@@ -27,7 +42,7 @@ class _Timings(Protocol):
 class TransferFollower:
     """The transfer side of SyncEngine (a mixin: the engine supplies what is declared here)."""
 
-    client: Any
+    client: TransferClient
     t: _Timings
     clock: Callable[[], float]
     queue_timeout: float
@@ -36,7 +51,7 @@ class TransferFollower:
 
     # Supplied by the engine.
     store: SyncStore
-    _call: Callable[..., Any]
+    _call: SlskdCall
     _attempt_failed: Callable[[TrackState, str], None]
     _succeeded: Callable[[TrackState], None]
 
@@ -223,11 +238,10 @@ class TransferFollower:
             self._attempt_failed(state, f"stalled at {pct:.0f}% for {(now - cur.progress_at) / 60:.1f} min")
 
     def _cancel(self, cur: Attempt) -> None:
-        cancel = getattr(self.client, "cancel_download", None)
-        if cancel is None or not cur.transfer_id:
+        if not cur.transfer_id:
             return
         try:
-            self._call(cancel, cur.username, cur.transfer_id)
+            self._call(self.client.cancel_download, cur.username, cur.transfer_id)
         except SlskdUnreachable:
             raise
         except SlskdError as exc:
@@ -239,4 +253,4 @@ def _since(since: float | None, now: float) -> float | None:
     return None if since is None else now - since
 
 
-__all__ = ["TransferFollower"]
+__all__ = ["TransferClient", "TransferFollower"]
