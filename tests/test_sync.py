@@ -535,6 +535,21 @@ def test_store_survives_reopen_and_keeps_attempts(tmp_path):
     again.close()
 
 
+def test_track_state_is_stored_flat_and_brings_back_the_whole_wanted_track():
+    """The wanted track is one field of TrackState, stored flat as before: older files read the same."""
+    from trayagent.sync.store import TrackState
+
+    wanted = WantedTrack("Daft Punk", "Get Lucky", "RAM", 248.0, "p.csv", ("Pharrell Williams",))
+    data = json.loads(TrackState.new(wanted).to_json())
+    assert "wanted" not in data and (data["artist"], data["featured"]) == ("Daft Punk", ["Pharrell Williams"])
+    back = TrackState.from_json(TrackState.new(wanted).to_json()).wanted
+    assert (back, back.source, back.featured) == (wanted, "p.csv", ("Pharrell Williams",))
+    old = TrackState.from_json('{"key": "daft punk|get lucky", "artist": "Daft Punk", "title": "Get Lucky", '
+                               '"album": null, "duration": null, "source": "", "featured": [], "status": "completed"}')
+    assert (old.key, old.label, old.status, old.wanted.featured) == (
+        "daft punk|get lucky", "Daft Punk - Get Lucky", "completed", ())
+
+
 def _write_tagged_flac(path: Path, artist: str, title: str) -> None:
     """A tiny valid FLAC (STREAMINFO only) with Vorbis comments, written by mutagen."""
     from mutagen.flac import FLAC

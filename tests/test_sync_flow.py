@@ -286,7 +286,7 @@ def test_tracks_obtained_under_an_earlier_versions_key_are_not_downloaded_again(
     assert legacy_key("Simon & Garfunkel", "The Boxer") == "simon|the boxer"  # what 0.x stored
     assert legacy_key("Coldplay", "Clocks - 2008 Remaster") == "coldplay|clocks"
     store = SyncStore(tmp_path / "state.sqlite3")
-    old = TrackState(legacy_key("Simon & Garfunkel", "The Boxer"), "Simon & Garfunkel", "The Boxer",
+    old = TrackState(legacy_key("Simon & Garfunkel", "The Boxer"), WantedTrack("Simon & Garfunkel", "The Boxer"),
                      status=COMPLETED, finished_at=1.0, found=True)
     store.save(old, 1.0)
     store.close()

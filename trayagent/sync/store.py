@@ -109,15 +109,14 @@ class Attempt:
 
 @dataclass(slots=True)
 class TrackState:
-    """Everything the engine knows about one wanted track; stored as JSON per track."""
+    """Everything the engine knows about one wanted track; stored as JSON per track.
+
+    `key` is the key the state is stored under: `wanted.key`, or an earlier version's key for a
+    track obtained before an upgrade (see `legacy_key`).
+    """
 
     key: str
-    artist: str
-    title: str
-    album: str | None = None
-    duration: float | None = None
-    source: str = ""
-    featured: list[str] = field(default_factory=list)
+    wanted: WantedTrack
     status: str = PENDING
     reason: str | None = None
     rounds: int = 0  # searches with the first query form started
@@ -138,9 +137,12 @@ class TrackState:
     skipped: bool = False  # obtained before this run began (set per run, not stored)
 
     @property
-    def wanted(self) -> WantedTrack:
-        return WantedTrack(self.artist, self.title, self.album, self.duration, self.source,
-                           tuple(self.featured))
+    def artist(self) -> str:
+        return self.wanted.artist
+
+    @property
+    def title(self) -> str:
+        return self.wanted.title
 
     @property
     def label(self) -> str:
@@ -154,6 +156,7 @@ class TrackState:
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("skipped", None)
+        data.update(data.pop("wanted"))  # stored flat, as it always was
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -161,8 +164,10 @@ class TrackState:
         data = json.loads(text)
         cur = data.pop("current", None)
         data.pop("skipped", None)
-        known = set(cls.__dataclass_fields__)
-        state = cls(**{k: v for k, v in data.items() if k in known})
+        wanted = {k: data.pop(k) for k in WantedTrack.__dataclass_fields__ if k in data}
+        wanted["featured"] = tuple(wanted.get("featured") or ())
+        known = set(cls.__dataclass_fields__) - {"wanted"}
+        state = cls(wanted=WantedTrack(**wanted), **{k: v for k, v in data.items() if k in known})
         if isinstance(cur, dict):
             akeys = set(Attempt.__dataclass_fields__)
             state.current = Attempt(**{k: v for k, v in cur.items() if k in akeys})
@@ -170,8 +175,7 @@ class TrackState:
 
     @classmethod
     def new(cls, track: WantedTrack) -> TrackState:
-        return cls(track.key, track.artist, track.title, track.album, track.duration, track.source,
-                   featured=list(track.featured))
+        return cls(track.key, track)
 
 
 class SyncStore:
