@@ -114,7 +114,7 @@ def full_poll(n: int, polls: int) -> dict[str, float]:
     """
     from trayagent.agent import Agent
     from trayagent.config import Config, PollConfig, SlskdConfig
-    from trayagent.slskd.client import tune_allocator
+    from trayagent.slskd.memory import tune_allocator
     from trayagent.store import Store
 
     full, per_user = bodies(n)

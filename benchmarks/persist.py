@@ -22,7 +22,7 @@ import _common  # noqa: F401  (sys.path)
 from _common import header
 from gen import Session
 
-from trayagent.slskd.client import parse_downloads
+from trayagent.slskd.parsing import parse_downloads
 from trayagent.store import Store
 from trayagent.core.tracker import Rules
 

@@ -34,9 +34,9 @@ import _common  # noqa: F401  (sys.path)
 from _common import BENCH_KEY, header, naive_from_json
 from gen import Session
 
-import trayagent.slskd.client as slskd
+import trayagent.slskd.parsing as parsing
 from trayagent.core.model import Transfer
-from trayagent.slskd.client import parse_downloads
+from trayagent.slskd.parsing import parse_downloads
 from trayagent.store import Store
 from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
 
@@ -133,12 +133,12 @@ def naive_parse(body: bytes) -> list[Transfer]:
 
 def stdlib_parse(body: bytes) -> list[Transfer]:
     """Our parse_downloads with the stdlib json module (the fallback without orjson)."""
-    saved = slskd._loads
-    slskd._loads = json.loads
+    saved = parsing._loads
+    parsing._loads = json.loads
     try:
         return parse_downloads(body)
     finally:
-        slskd._loads = saved
+        parsing._loads = saved
 
 
 # --------------------------------------------------------------------------- end to end

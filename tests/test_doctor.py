@@ -242,37 +242,38 @@ def test_tray_honours_the_backend_setting(sim: Simulator, tmp_path: Path, monkey
 
 
 def test_notify_sends_a_test_notification(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trayagent.notify as notify
+    import trayagent.desktop.notify_backends as backends
+    from trayagent.desktop.notification import Notification, NotificationError
 
-    sent: list[notify.Notification] = []
+    sent: list[Notification] = []
 
     class Recorder:
         name = "recorder"
         markup = False
 
-        def send(self, note: notify.Notification) -> None:
+        def send(self, note: Notification) -> None:
             sent.append(note)
 
     class Broken(Recorder):
         name = "broken"
 
-        def send(self, note: notify.Notification) -> None:
-            raise notify.NotificationError("no daemon on the bus")
+        def send(self, note: Notification) -> None:
+            raise NotificationError("no daemon on the bus")
 
     cfg = write_config(tmp_path / "config.toml", sim.url)
-    monkeypatch.setattr(notify, "choose_backend", lambda *a, **k: Recorder())
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: Recorder())
     code, lines, _ = doctor_run(tmp_path, cfg, notify=False)
     assert sent == [] and "doctor --notify" in line(lines, "notifications")
     code, lines, _ = doctor_run(tmp_path, cfg, notify=True)
     assert code == 0 and len(sent) == 1 and sent[0].title == "trayagent test"
     assert line(lines, "notifications").startswith("OK   notifications: backend recorder: test notification sent")
 
-    monkeypatch.setattr(notify, "choose_backend", lambda *a, **k: Broken())
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: Broken())
     code, lines, _ = doctor_run(tmp_path, cfg, notify=True)
     assert code == 1
     assert "no daemon on the bus" in line(lines, "notifications")
 
-    monkeypatch.setattr(notify, "choose_backend", lambda *a, **k: notify.MissingBackend("install notify-send"))
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: backends.MissingBackend("install notify-send"))
     code, lines, _ = doctor_run(tmp_path, cfg)
     assert line(lines, "notifications") == "WARN notifications: install notify-send"
 

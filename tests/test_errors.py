@@ -20,7 +20,8 @@ import pytest
 from agentproc import ROOT, AgentProcess, write_config
 from conftest import API_KEY
 
-from trayagent.config import Config, ConfigError, SlskdConfig, load_config
+from trayagent.config import Config, SlskdConfig, load_config
+from trayagent.errors import ConfigError
 from trayagent.store import Store
 
 

@@ -18,7 +18,6 @@ import pytest
 from jeepney import HeaderFields, Message, new_method_return
 
 from trayagent.desktop.composer import (
-    Notification,
     NotificationComposer,
     NotificationRules,
     away_gap,
@@ -28,7 +27,7 @@ from trayagent.desktop.composer import (
 from trayagent.desktop.dbus_notify import DBusNotifyBackend, session_bus_address
 from trayagent.desktop.desktop_notifier import DesktopNotifier, NoteActions, note_actions
 from trayagent.core.model import AgentState, Event, EventType, Transfer
-from trayagent.desktop.notify_backends import NotificationError
+from trayagent.desktop.notification import Notification, NotificationError
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 ALBUM = "@@abc\\Music\\Artist\\Tray Album"
@@ -347,10 +346,10 @@ class TestDesktopNotifier:
         n.close()
 
     def test_open_folder_button_opens_the_local_album_folder(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import trayagent.desktop.tray as tray
+        import trayagent.desktop.openers as openers
 
         opened: list[tuple[str, str | None]] = []
-        monkeypatch.setattr(tray, "open_folder", lambda path, fallback=None: opened.append((path, fallback)))
+        monkeypatch.setattr(openers, "open_folder", lambda path, fallback=None: opened.append((path, fallback)))
         daemon, host = Daemon(), Host(polled_at=at(-1))
         n = notifier(daemon, host)
         n.notify([ev(EventType.COMPLETED, "a.flac")])

@@ -202,7 +202,7 @@ def test_trayagent_sync_notes_its_cancels_for_the_agent(sim: Simulator, tmp_path
     """`trayagent sync` runs beside the agent: its cancels go into the agent's state file."""
     import trayagent.sync_cli as sync
     from trayagent.cli import main
-    from trayagent.config import instance_state_path
+    from trayagent.paths import instance_state_path
     from trayagent.store import Store
 
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))

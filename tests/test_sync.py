@@ -20,7 +20,8 @@ import pytest
 from trayagent.config import Config, SlskdConfig, SyncConfig
 from trayagent.core.tracker import Rules
 from trayagent.sync.playlist import WantedTrack
-from trayagent.slskd.client import SlskdClient, SlskdUnreachable
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdUnreachable
 from trayagent.sync.engine import EngineTimings, SyncEngine
 from trayagent.sync.library import LocalLibrary
 from trayagent.sync.report import SyncProgress

@@ -27,17 +27,13 @@ from trayagent.core.model import (
     Transfer,
     utcnow,
 )
-from trayagent.config import legacy_state_path
+from trayagent.paths import legacy_state_path
 from trayagent.delivery import Delivery
-from trayagent.notify import Notifier
-from trayagent.slskd.client import (
-    Downloads,
-    SlskdClient,
-    SlskdError,
-    SlskdUnauthorized,
-    SlskdUnreachable,
-    tune_allocator,
-)
+from trayagent.core.notifier import Notifier
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd.memory import tune_allocator
+from trayagent.slskd.parsing import Downloads
 from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
 from trayagent.core.tracker import Rules, Tracked, Tracker
 
@@ -64,9 +60,7 @@ class Agent:
         self.config = config
         self._client = client if client is not None else SlskdClient(config.slskd)
         self._store = store if store is not None else open_store(config.state_path, legacy_state_path())
-        t = config.tracking
-        self._rules = Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
-                            restart_window=t.restart_window)
+        self._rules: Rules = config.tracking
         self._tracker: Tracker = self._store.load_tracker(self._rules)
         self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
         self._compact_due = False  # the first start's history is compacted at the next poll

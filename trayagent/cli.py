@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> Any:
-    from trayagent.config import ConfigError, load_config
+    from trayagent.config import load_config
+    from trayagent.errors import ConfigError
 
     if args.config is not None and not args.config.is_file():
         raise UsageError(f"config file {args.config} does not exist: create it with "
@@ -238,7 +239,8 @@ def _instance_lock(config: Any) -> Any:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from trayagent.agent import Agent
-    from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig, TrackingConfig
+    from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig
+    from trayagent.core.tracker import Rules
     from trayagent.slskd.simulator import Simulator
 
     _setup_logging(args)
@@ -252,7 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = Config(
             slskd=SlskdConfig(url=url, api_key=sim.api_key or ""),
             poll=PollConfig(active_interval=0.5, idle_interval=2.0, max_backoff=10.0),
-            tracking=TrackingConfig(grace_polls=3, failure_settle=3.0, restart_window=30.0),
+            tracking=Rules(grace_polls=3, failure_settle=3.0, restart_window=30.0),
             cleanup=CleanupConfig(enabled=True, interval=20.0),
         )
         display = _has_display()
@@ -273,7 +275,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
-    from trayagent.slskd.client import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
     from trayagent.store import Store, StoreError
 
     client = SlskdClient(config.slskd)
@@ -310,7 +313,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _readable_state(config: Any) -> Path | None:
     """This instance's state database, or the one of an older version not yet taken over."""
-    from trayagent.config import legacy_state_path
+    from trayagent.paths import legacy_state_path
 
     for path in (config.state_path, legacy_state_path()):
         if path.exists():
@@ -342,7 +345,7 @@ def _finished_json(f: Any) -> dict[str, Any]:
 
 
 def _status_table(active: list[Any], recent: list[Any], total: int) -> str:
-    from trayagent.notify import sanitize, track_label
+    from trayagent.desktop.labels import sanitize, track_label
 
     lines = [f"{len(active)} active of {total} listed by slskd"]
     for t in active:
@@ -397,7 +400,8 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 def _clear_recorded_only(config: Any) -> int | None:
     """`clear` while an agent runs: remove only what its committed state records as ended."""
-    from trayagent.slskd.client import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
     from trayagent.store import Store
 
     store = Store(config.state_path, readonly=True)
@@ -424,7 +428,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
     from trayagent.actions import CancelNotingClient
-    from trayagent.config import legacy_state_path
+    from trayagent.paths import legacy_state_path
     from trayagent.core.model import utcnow
     from trayagent.slskd.client import SlskdClient
     from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
@@ -444,7 +448,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from trayagent.config import default_config_path
+    from trayagent.paths import default_config_path
     from trayagent.setup_wizard import run_init
 
     _setup_logging(args)

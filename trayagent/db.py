@@ -14,7 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from trayagent.config import make_private_dir
+from trayagent.paths import make_private_dir
 
 #: How long a write waits for another process's lock on the database before giving up.
 BUSY_TIMEOUT = 5.0

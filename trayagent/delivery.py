@@ -26,7 +26,7 @@ from collections import deque
 from typing import Iterable
 
 from trayagent.core.model import Event
-from trayagent.notify import Notifier
+from trayagent.core.notifier import Notifier
 from trayagent.store import Store, StoreError
 
 log = logging.getLogger(__name__)

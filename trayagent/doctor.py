@@ -95,7 +95,9 @@ class _Doctor:
     # ----------------------------------------------------------------- checks
 
     def check_config(self) -> None:
-        from trayagent.config import ConfigError, default_config_path, load_config
+        from trayagent.config import load_config
+        from trayagent.errors import ConfigError
+        from trayagent.paths import default_config_path
 
         path = Path(self.config_path).expanduser() if self.config_path is not None else default_config_path()
         exists = path.is_file()
@@ -148,7 +150,7 @@ class _Doctor:
         return self.client
 
     def check_reachable(self) -> None:
-        from trayagent.slskd.client import SlskdError, SlskdUnreachable
+        from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
         name = "slskd reachable"
         if self.config is None:
@@ -177,7 +179,7 @@ class _Doctor:
                   "check slskd's own log")
 
     def check_auth(self) -> None:
-        from trayagent.slskd.client import SlskdUnauthorized
+        from trayagent.slskd.errors import SlskdUnauthorized
 
         name = "auth"
         if not self.reachable:
@@ -270,7 +272,8 @@ class _Doctor:
             self.emit(OK, name, message)
 
     def check_notifications(self) -> None:
-        from trayagent.notify import Notification, choose_backend
+        from trayagent.desktop.notification import Notification
+        from trayagent.desktop.notify_backends import choose_backend
 
         disabled = self.config is not None and not self.config.notifications.enabled
         backend = choose_backend()
@@ -320,7 +323,7 @@ class _Doctor:
             self.emit(OK, name, "not enabled (optional) — `trayagent autostart enable` starts the tray at login")
 
     def check_log(self) -> None:
-        from trayagent.config import log_dir
+        from trayagent.paths import log_dir
         from trayagent.logs import LOG_FILE_NAME
 
         name = "log file"

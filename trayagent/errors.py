@@ -18,4 +18,19 @@ class TrayagentError(Exception):
     exit_code = EXIT_FAIL
 
 
-__all__ = ["EXIT_FAIL", "EXIT_USAGE", "TrayagentError"]
+class ConfigError(TrayagentError):
+    """A configuration problem, described in one line that says what to fix."""
+
+    exit_code = EXIT_USAGE
+
+
+def one_line(text: object) -> str:
+    """Text with every run of whitespace (newlines included) folded to one space.
+
+    A message that reaches a terminal, a notification or a log line must stay one line, and a
+    value from a file or from the network may carry its own line breaks.
+    """
+    return " ".join(str(text).split())
+
+
+__all__ = ["EXIT_FAIL", "EXIT_USAGE", "ConfigError", "TrayagentError", "one_line"]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from trayagent.config import make_private_dir
+from trayagent.paths import make_private_dir
 from trayagent.errors import TrayagentError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from trayagent.config import make_private_dir
+from trayagent.paths import make_private_dir
 from trayagent.db import BUSY_TIMEOUT, connect
 from trayagent.errors import TrayagentError
 from trayagent.core.model import Event, Finished, Kind, iso, parse_time

@@ -29,7 +29,7 @@ def run_configured_sync(
     Raises PlaylistError for an unreadable playlist, SyncBusy when a sync already runs and
     ValueError when no playlist is given or configured. Meant for a background thread.
     """
-    chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
+    chosen = list(paths) or list(config.sync.playlists)
     if not chosen:
         raise ValueError("no playlists configured in [sync] playlists")
     skipped: list[SkippedLine] = []
@@ -110,7 +110,7 @@ def run_sync_command(
     --json). Ctrl-C stops cleanly: the state is saved and the next run resumes. --dry-run
     searches and ranks, shows the picks, and enqueues nothing.
     """
-    chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
+    chosen = list(paths) or list(config.sync.playlists)
     if not chosen:
         err.write("trayagent sync: no playlists given and none configured in [sync] playlists\n")
         return 2

@@ -43,11 +43,20 @@ from trayagent.core.model import (
 from trayagent.core.rules import Wait, judge
 
 
+_WEEK = 7 * 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
-    grace_polls: int = 3
-    failure_settle: float = 60.0
-    restart_window: float = 300.0
+    """How long to wait before believing a disappearance, a failure, or a restart casualty.
+
+    This class is also the config's [tracking] section, so the rules are written once; the
+    metadata holds the limits the config accepts (plain data: core imports nothing).
+    """
+
+    grace_polls: int = field(default=3, metadata={"minimum": 1, "maximum": 1000})
+    failure_settle: float = field(default=60.0, metadata={"inclusive": True, "maximum": _WEEK})
+    restart_window: float = field(default=300.0, metadata={"inclusive": True, "maximum": _WEEK})
 
 
 @dataclass(slots=True)

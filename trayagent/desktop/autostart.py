@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+from trayagent.desktop.autostart_formats import desktop_entry, parse_exec, parse_windows_command, read_desktop_entry
+
 log = logging.getLogger(__name__)
 
 APP_NAME = "trayagent"
@@ -28,6 +30,8 @@ LAUNCH_AGENT_LABEL = "com.trayagent.agent"
 RUN_KEY_PATH = r"Software\Microsoft\Windows\CurrentVersion\Run"
 RUN_VALUE_NAME = "trayagent"
 DEFAULT_ARGS: tuple[str, ...] = ("run",)
+#: A path given by the caller (a home, an executable, a config file), or None for the default.
+PathArg = str | os.PathLike[str] | None
 
 
 class AutostartError(Exception):
@@ -142,7 +146,7 @@ def find_executable(platform: str | None = None) -> list[str]:
     return [os.path.abspath(sys.executable), "-m", "trayagent"]
 
 
-def _expected(platform: str | None, exe: str | os.PathLike[str] | None, args: Sequence[str]) -> list[str]:
+def _expected(platform: str | None, exe: PathArg, args: Sequence[str]) -> list[str]:
     if exe is None:
         prefix = find_executable(platform)
     elif _kind(platform) == "windows" and ntpath.isabs(str(exe)):
@@ -152,7 +156,7 @@ def _expected(platform: str | None, exe: str | os.PathLike[str] | None, args: Se
     return prefix + list(args)
 
 
-def run_args(config_path: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
+def run_args(config_path: PathArg = None) -> tuple[str, ...]:
     """Arguments after the executable: `run`, plus `--config PATH` for a non-default config.
 
     enable(), status() and doctor must agree on this, or status reports a mismatch.
@@ -161,7 +165,7 @@ def run_args(config_path: str | os.PathLike[str] | None = None) -> tuple[str, ..
         return DEFAULT_ARGS
     path = os.path.abspath(os.path.expanduser(os.fspath(config_path)))
     try:
-        from trayagent.config import default_config_path  # noqa: PLC0415 - avoid an import cycle
+        from trayagent.paths import default_config_path  # noqa: PLC0415 - avoid an import cycle
 
         if os.path.abspath(default_config_path()) == path:
             return DEFAULT_ARGS
@@ -170,7 +174,7 @@ def run_args(config_path: str | os.PathLike[str] | None = None) -> tuple[str, ..
     return (*DEFAULT_ARGS, "--config", path)
 
 
-def _home(home: str | os.PathLike[str] | None) -> Path:
+def _home(home: PathArg) -> Path:
     return Path(home) if home is not None else Path.home()
 
 
@@ -201,303 +205,7 @@ def _sh_join(argv: Sequence[str]) -> str:
     return shlex.join(list(argv))
 
 
-# --------------------------------------------------------------------------- XDG (Linux/BSD)
-
-#: Characters that force quoting of an Exec argument (Desktop Entry spec, "The Exec key").
-_EXEC_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
-
-
-def quote_exec_arg(arg: str) -> str:
-    """Quote one argument for an Exec= value, before the string-level escaping.
-
-    Inside double quotes the spec requires a backslash before ", `, $ and \\; a literal %
-    is always written %% because % starts a field code.
-    """
-    arg = arg.replace("%", "%%")
-    if arg and not (set(arg) & _EXEC_RESERVED):
-        return arg
-    out = ['"']
-    for ch in arg:
-        if ch in '"`$\\':
-            out.append("\\")
-        out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _escape_string(value: str) -> str:
-    """Desktop Entry 'string' escaping, applied after quoting (so \\ becomes \\\\)."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-
-
-def _unescape_string(value: str) -> str:
-    out: list[str] = []
-    i = 0
-    table = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value) and value[i + 1] in table:
-            out.append(table[value[i + 1]])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def format_exec(argv: Sequence[str]) -> str:
-    """The full Exec= value (without 'Exec=') for an argv."""
-    return _escape_string(" ".join(quote_exec_arg(a) for a in argv))
-
-
-def parse_exec(value: str) -> list[str]:
-    """Split an Exec= value back into argv; field codes (%f, %U, ...) are dropped.
-
-    Raises ValueError on an unterminated quote.
-    """
-    text = _unescape_string(value)
-    args: list[str] = []
-    current: list[str] = []
-    have = False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == '"':
-            have = True
-            i += 1
-            while True:
-                if i >= len(text):
-                    raise ValueError("unterminated quote in Exec")
-                ch = text[i]
-                if ch == "\\" and i + 1 < len(text) and text[i + 1] in '"`$\\':
-                    current.append(text[i + 1])
-                    i += 2
-                    continue
-                if ch == '"':
-                    i += 1
-                    break
-                current.append(ch)
-                i += 1
-            continue
-        if ch in " \t\n":
-            if have:
-                args.append("".join(current))
-                current, have = [], False
-            i += 1
-            continue
-        current.append(ch)
-        have = True
-        i += 1
-    if have:
-        args.append("".join(current))
-    return [a.replace("%%", "%") for a in args if not _is_field_code(a)]
-
-
-def _is_field_code(arg: str) -> bool:
-    return len(arg) == 2 and arg[0] == "%" and arg[1] in "fFuUdDnNickvm"
-
-
-def xdg_autostart_path(home: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """$XDG_CONFIG_HOME/autostart/trayagent.desktop (relative XDG values are ignored per spec)."""
-    environ = _env(home, env)
-    base = environ.get("XDG_CONFIG_HOME", "")
-    config_home = Path(base) if base and os.path.isabs(base) else _home(home) / ".config"
-    return config_home / "autostart" / DESKTOP_FILE_NAME
-
-
-def desktop_entry(argv: Sequence[str]) -> str:
-    """The autostart .desktop file for argv."""
-    return (
-        "[Desktop Entry]\n"
-        "Type=Application\n"
-        "Version=1.5\n"
-        "Name=trayagent\n"
-        "GenericName=slskd tray agent\n"
-        "Comment=Tray icon and notifications for slskd downloads\n"
-        f"Exec={format_exec(argv)}\n"
-        "Terminal=false\n"
-        "StartupNotify=false\n"
-        "Categories=Network;FileTransfer;\n"
-        "X-GNOME-Autostart-enabled=true\n"
-        "X-GNOME-Autostart-Delay=5\n"
-        "X-KDE-autostart-after=panel\n"
-    )
-
-
-def read_desktop_entry(text: str) -> dict[str, str]:
-    """Keys of the [Desktop Entry] group (first occurrence wins, localised keys kept as-is)."""
-    out: dict[str, str] = {}
-    in_group = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            in_group = line == "[Desktop Entry]"
-            continue
-        if in_group and "=" in line:
-            key, _, value = line.partition("=")
-            out.setdefault(key.strip(), value.strip())
-    return out
-
-
-def _xdg_status(path: Path, expected: Sequence[str]) -> AutostartStatus:
-    location = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return AutostartStatus(False, location, None, False)
-    except (OSError, UnicodeDecodeError) as exc:
-        return AutostartStatus(False, location, None, False, f"entry unreadable: {exc}")
-    entry = read_desktop_entry(text)
-    command = entry.get("Exec") or None
-    argv: tuple[str, ...] | None
-    try:
-        argv = tuple(parse_exec(command)) if command else None
-    except ValueError:
-        argv = None
-    if entry.get("Hidden", "").lower() == "true":
-        return AutostartStatus(False, location, command, False, "entry present but disabled (Hidden=true)", argv)
-    if entry.get("X-GNOME-Autostart-enabled", "true").lower() == "false":
-        off = "entry present but disabled (X-GNOME-Autostart-enabled=false)"
-        return AutostartStatus(False, location, command, False, off, argv)
-    if entry.get("Type", "Application") != "Application":
-        return AutostartStatus(False, location, command, False, f"entry has Type={entry.get('Type')}", argv)
-    if command and argv is None:
-        return AutostartStatus(True, location, command, False, "entry has an unparseable Exec line")
-    problem = _problem_for(argv, expected)
-    return AutostartStatus(True, location, command, problem is None, problem, argv)
-
-
-# --------------------------------------------------------------------------- macOS
-
-
-def launch_agent_path(home: str | os.PathLike[str] | None = None) -> Path:
-    return _home(home) / "Library" / "LaunchAgents" / f"{LAUNCH_AGENT_LABEL}.plist"
-
-
-def launch_agent_log(home: str | os.PathLike[str] | None = None) -> Path:
-    """launchd's stdout/stderr capture; the agent's own log is separate (logs.py)."""
-    return _home(home) / "Library" / "Logs" / APP_NAME / "launchd.log"
-
-
-def launch_agent(argv: Sequence[str], home: str | os.PathLike[str] | None = None) -> dict[str, object]:
-    """The LaunchAgent plist: run once at login in the GUI session, no restart loop."""
-    log_file = str(launch_agent_log(home))
-    return {
-        "Label": LAUNCH_AGENT_LABEL,
-        "ProgramArguments": list(argv),
-        "RunAtLoad": True,
-        "KeepAlive": False,
-        "ProcessType": "Interactive",
-        "LimitLoadToSessionType": "Aqua",
-        "StandardOutPath": log_file,
-        "StandardErrorPath": log_file,
-    }
-
-
-def _macos_status(path: Path, expected: Sequence[str]) -> AutostartStatus:
-    location = str(path)
-    try:
-        with path.open("rb") as fh:
-            data = plistlib.load(fh)
-    except FileNotFoundError:
-        return AutostartStatus(False, location, None, False)
-    except (OSError, plistlib.InvalidFileException, ValueError) as exc:
-        return AutostartStatus(False, location, None, False, f"entry unreadable: {exc}")
-    if not isinstance(data, dict):
-        return AutostartStatus(False, location, None, False, "entry is not a property-list dictionary")
-    args = data.get("ProgramArguments")
-    argv: tuple[str, ...] | None
-    if isinstance(args, list) and args and all(isinstance(a, str) for a in args):
-        argv = tuple(args)
-    elif isinstance(data.get("Program"), str):
-        argv = (data["Program"],)
-    else:
-        argv = None
-    command = _sh_join(argv) if argv else None
-    if data.get("Disabled") is True:
-        return AutostartStatus(False, location, command, False, "entry present but disabled (Disabled=true)", argv)
-    if data.get("RunAtLoad") is not True:
-        return AutostartStatus(False, location, command, False, "entry present but RunAtLoad is not true", argv)
-    problem = _problem_for(argv, expected)
-    return AutostartStatus(True, location, command, problem is None, problem, argv)
-
-
-# --------------------------------------------------------------------------- Windows
-
-
-def parse_windows_command(line: str) -> list[str]:
-    """Split a command line the way CommandLineToArgvW / the MS C runtime does."""
-    args: list[str] = []
-    current: list[str] = []
-    have = False
-    in_quotes = False
-    i = 0
-    n = len(line)
-    while i < n:
-        ch = line[i]
-        if ch == "\\":
-            j = i
-            while j < n and line[j] == "\\":
-                j += 1
-            count = j - i
-            if j < n and line[j] == '"':
-                current.append("\\" * (count // 2))
-                if count % 2:
-                    current.append('"')
-                    i = j + 1
-                else:
-                    i = j
-                have = True
-                continue
-            current.append("\\" * count)
-            have = True
-            i = j
-            continue
-        if ch == '"':
-            if in_quotes and i + 1 < n and line[i + 1] == '"':
-                current.append('"')  # "" inside quotes: a literal quote
-                i += 2
-                continue
-            in_quotes = not in_quotes
-            have = True
-            i += 1
-            continue
-        if ch in " \t" and not in_quotes:
-            if have:
-                args.append("".join(current))
-                current, have = [], False
-            i += 1
-            continue
-        current.append(ch)
-        have = True
-        i += 1
-    if have:
-        args.append("".join(current))
-    return args
-
-
-def _windows_status(registry: RunKey, expected: Sequence[str]) -> AutostartStatus:
-    location = f"HKCU\\{RUN_KEY_PATH}\\{RUN_VALUE_NAME}"
-    value = registry.get(RUN_VALUE_NAME)
-    if value is None:
-        return AutostartStatus(False, location, None, False)
-    argv = tuple(parse_windows_command(value)) or None
-    problem = _problem_for(argv, expected)
-    return AutostartStatus(True, location, value, problem is None, problem, argv)
-
-
-def _registry(registry: RunKey | None) -> RunKey:
-    if registry is not None:
-        return registry
-    try:
-        return WinregRunKey()
-    except ImportError as exc:
-        raise AutostartError("the Windows registry is not available on this system") from exc
-
-
-# --------------------------------------------------------------------------- public API
+# --------------------------------------------------------------------------- entries in a file
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -518,101 +226,254 @@ def _write_private(path: Path, data: bytes) -> None:
         raise AutostartError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def enable(
-    platform: str | None = None,
-    home: str | os.PathLike[str] | None = None,
-    exe: str | os.PathLike[str] | None = None,
-    *,
-    args: Sequence[str] = DEFAULT_ARGS,
-    env: Mapping[str, str] | None = None,
-    registry: RunKey | None = None,
-) -> Path | str:
+class _FileEntry:
+    """A login entry that is one file (XDG, macOS): rewritten only when its bytes would change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def render(self, argv: Sequence[str]) -> bytes:
+        raise NotImplementedError
+
+    def read(self, expected: Sequence[str]) -> AutostartStatus:
+        raise NotImplementedError
+
+    def install(self, argv: Sequence[str]) -> Path:
+        data = self.render(argv)
+        try:
+            current = self.path.read_bytes()
+        except OSError:
+            current = None
+        if current != data:
+            _write_private(self.path, data)
+        log.info("autostart enabled: %s runs %s", self.path, _display(argv))
+        return self.path
+
+    def remove(self) -> bool:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise AutostartError(f"cannot remove {self.path}: {exc.strerror or exc}") from None
+        return True
+
+
+# --------------------------------------------------------------------------- XDG (Linux/BSD)
+
+
+def xdg_autostart_path(home: PathArg = None, env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_CONFIG_HOME/autostart/trayagent.desktop (relative XDG values are ignored per spec)."""
+    environ = _env(home, env)
+    base = environ.get("XDG_CONFIG_HOME", "")
+    config_home = Path(base) if base and os.path.isabs(base) else _home(home) / ".config"
+    return config_home / "autostart" / DESKTOP_FILE_NAME
+
+
+class _XdgEntry(_FileEntry):
+    """$XDG_CONFIG_HOME/autostart/trayagent.desktop, honoured by every freedesktop session."""
+
+    def render(self, argv: Sequence[str]) -> bytes:
+        return desktop_entry(argv).encode("utf-8")
+
+    def read(self, expected: Sequence[str]) -> AutostartStatus:
+        location = str(self.path)
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return AutostartStatus(False, location, None, False)
+        except (OSError, UnicodeDecodeError) as exc:
+            return AutostartStatus(False, location, None, False, f"entry unreadable: {exc}")
+        entry = read_desktop_entry(text)
+        command = entry.get("Exec") or None
+        argv: tuple[str, ...] | None
+        try:
+            argv = tuple(parse_exec(command)) if command else None
+        except ValueError:
+            argv = None
+        if entry.get("Hidden", "").lower() == "true":
+            return AutostartStatus(False, location, command, False, "entry present but disabled (Hidden=true)", argv)
+        if entry.get("X-GNOME-Autostart-enabled", "true").lower() == "false":
+            off = "entry present but disabled (X-GNOME-Autostart-enabled=false)"
+            return AutostartStatus(False, location, command, False, off, argv)
+        if entry.get("Type", "Application") != "Application":
+            return AutostartStatus(False, location, command, False, f"entry has Type={entry.get('Type')}", argv)
+        if command and argv is None:
+            return AutostartStatus(True, location, command, False, "entry has an unparseable Exec line")
+        problem = _problem_for(argv, expected)
+        return AutostartStatus(True, location, command, problem is None, problem, argv)
+
+
+# --------------------------------------------------------------------------- macOS
+
+
+def launch_agent_path(home: PathArg = None) -> Path:
+    return _home(home) / "Library" / "LaunchAgents" / f"{LAUNCH_AGENT_LABEL}.plist"
+
+
+def launch_agent_log(home: PathArg = None) -> Path:
+    """launchd's stdout/stderr capture; the agent's own log is separate (logs.py)."""
+    return _home(home) / "Library" / "Logs" / APP_NAME / "launchd.log"
+
+
+def launch_agent(argv: Sequence[str], home: PathArg = None) -> dict[str, object]:
+    """The LaunchAgent plist: run once at login in the GUI session, no restart loop."""
+    log_file = str(launch_agent_log(home))
+    return {
+        "Label": LAUNCH_AGENT_LABEL,
+        "ProgramArguments": list(argv),
+        "RunAtLoad": True,
+        "KeepAlive": False,
+        "ProcessType": "Interactive",
+        "LimitLoadToSessionType": "Aqua",
+        "StandardOutPath": log_file,
+        "StandardErrorPath": log_file,
+    }
+
+
+class _LaunchAgentEntry(_FileEntry):
+    """~/Library/LaunchAgents/com.trayagent.agent.plist, loaded by launchd at login."""
+
+    def __init__(self, home: PathArg) -> None:
+        super().__init__(launch_agent_path(home))
+        self._home = home
+
+    def render(self, argv: Sequence[str]) -> bytes:
+        logs = launch_agent_log(self._home).parent
+        try:
+            logs.mkdir(parents=True, exist_ok=True)  # launchd won't create it
+        except OSError as exc:
+            log.warning("cannot create %s: %s", logs, exc)
+        return plistlib.dumps(launch_agent(argv, self._home), fmt=plistlib.FMT_XML, sort_keys=True)
+
+    def read(self, expected: Sequence[str]) -> AutostartStatus:
+        location = str(self.path)
+        try:
+            with self.path.open("rb") as fh:
+                data = plistlib.load(fh)
+        except FileNotFoundError:
+            return AutostartStatus(False, location, None, False)
+        except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+            return AutostartStatus(False, location, None, False, f"entry unreadable: {exc}")
+        if not isinstance(data, dict):
+            return AutostartStatus(False, location, None, False, "entry is not a property-list dictionary")
+        args = data.get("ProgramArguments")
+        argv: tuple[str, ...] | None
+        if isinstance(args, list) and args and all(isinstance(a, str) for a in args):
+            argv = tuple(args)
+        elif isinstance(data.get("Program"), str):
+            argv = (data["Program"],)
+        else:
+            argv = None
+        command = _sh_join(argv) if argv else None
+        if data.get("Disabled") is True:
+            return AutostartStatus(False, location, command, False, "entry present but disabled (Disabled=true)", argv)
+        if data.get("RunAtLoad") is not True:
+            return AutostartStatus(False, location, command, False, "entry present but RunAtLoad is not true", argv)
+        problem = _problem_for(argv, expected)
+        return AutostartStatus(True, location, command, problem is None, problem, argv)
+
+
+# --------------------------------------------------------------------------- Windows
+
+
+class _RunKeyEntry:
+    """The trayagent value under HKCU\\...\\Run, which Explorer runs at login."""
+
+    location = f"HKCU\\{RUN_KEY_PATH}\\{RUN_VALUE_NAME}"
+
+    def __init__(self, registry: RunKey | None) -> None:
+        self._given = registry
+
+    def _key(self) -> RunKey:
+        if self._given is not None:
+            return self._given
+        try:
+            return WinregRunKey()
+        except ImportError as exc:
+            raise AutostartError("the Windows registry is not available on this system") from exc
+
+    def install(self, argv: Sequence[str]) -> str:
+        key = self._key()
+        value = subprocess.list2cmdline(list(argv))
+        try:
+            if key.get(RUN_VALUE_NAME) != value:
+                key.set(RUN_VALUE_NAME, value)
+        except OSError as exc:
+            raise AutostartError(f"cannot write HKCU\\{RUN_KEY_PATH}: {exc}") from None
+        log.info("autostart enabled: %s = %s", self.location, value)
+        return self.location
+
+    def remove(self) -> bool:
+        key = self._key()
+        try:
+            return key.delete(RUN_VALUE_NAME)
+        except OSError as exc:
+            raise AutostartError(f"cannot change HKCU\\{RUN_KEY_PATH}: {exc}") from None
+
+    def read(self, expected: Sequence[str]) -> AutostartStatus:
+        value = self._key().get(RUN_VALUE_NAME)
+        if value is None:
+            return AutostartStatus(False, self.location, None, False)
+        argv = tuple(parse_windows_command(value)) or None
+        problem = _problem_for(argv, expected)
+        return AutostartStatus(True, self.location, value, problem is None, problem, argv)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+class _Entry(Protocol):
+    """One platform's login entry: what enable(), disable() and status() do there."""
+
+    def install(self, argv: Sequence[str]) -> Path | str: ...
+
+    def remove(self) -> bool: ...
+
+    def read(self, expected: Sequence[str]) -> AutostartStatus: ...
+
+
+def _entry(platform: str | None, home: PathArg, env: Mapping[str, str] | None,
+           registry: RunKey | None) -> _Entry:
+    """The login entry of this platform: the one place the platforms part ways."""
+    kind = _kind(platform)
+    if kind == "windows":
+        return _RunKeyEntry(registry)
+    if kind == "macos":
+        return _LaunchAgentEntry(home)
+    return _XdgEntry(xdg_autostart_path(home, env))
+
+
+def enable(platform: str | None = None, home: PathArg = None, exe: PathArg = None, *,
+           args: Sequence[str] = DEFAULT_ARGS, env: Mapping[str, str] | None = None,
+           registry: RunKey | None = None) -> Path | str:
     """Install (or repair) the login entry; return where it lives. Idempotent.
 
     `args` follow the executable (default `run`); pass e.g. ("--config", p, "run") when a
     non-default config is in use so the login session starts the same agent.
     Raises AutostartError when the entry cannot be written.
     """
-    kind = _kind(platform)
     argv = _expected(platform, exe, args)
-    if kind == "windows":
-        key = _registry(registry)
-        value = subprocess.list2cmdline(argv)
-        try:
-            if key.get(RUN_VALUE_NAME) != value:
-                key.set(RUN_VALUE_NAME, value)
-        except OSError as exc:
-            raise AutostartError(f"cannot write HKCU\\{RUN_KEY_PATH}: {exc}") from None
-        location = f"HKCU\\{RUN_KEY_PATH}\\{RUN_VALUE_NAME}"
-        log.info("autostart enabled: %s = %s", location, value)
-        return location
-    if kind == "macos":
-        path = launch_agent_path(home)
-        data = plistlib.dumps(launch_agent(argv, home), fmt=plistlib.FMT_XML, sort_keys=True)
-        try:
-            launch_agent_log(home).parent.mkdir(parents=True, exist_ok=True)  # launchd won't create it
-        except OSError as exc:
-            log.warning("cannot create %s: %s", launch_agent_log(home).parent, exc)
-    else:
-        path = xdg_autostart_path(home, env)
-        data = desktop_entry(argv).encode("utf-8")
-    try:
-        current = path.read_bytes()
-    except OSError:
-        current = None
-    if current != data:
-        _write_private(path, data)
-    log.info("autostart enabled: %s runs %s", path, _display(argv))
-    return path
+    return _entry(platform, home, env, registry).install(argv)
 
 
-def disable(
-    platform: str | None = None,
-    home: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    registry: RunKey | None = None,
-) -> bool:
+def disable(platform: str | None = None, home: PathArg = None, *, env: Mapping[str, str] | None = None,
+            registry: RunKey | None = None) -> bool:
     """Remove the login entry; True if one was removed, False if there was none."""
-    kind = _kind(platform)
-    if kind == "windows":
-        try:
-            removed = _registry(registry).delete(RUN_VALUE_NAME)
-        except OSError as exc:
-            raise AutostartError(f"cannot change HKCU\\{RUN_KEY_PATH}: {exc}") from None
-    else:
-        path = launch_agent_path(home) if kind == "macos" else xdg_autostart_path(home, env)
-        try:
-            path.unlink()
-            removed = True
-        except FileNotFoundError:
-            removed = False
-        except OSError as exc:
-            raise AutostartError(f"cannot remove {path}: {exc.strerror or exc}") from None
+    removed = _entry(platform, home, env, registry).remove()
     log.info("autostart %s", "disabled" if removed else "was not enabled")
     return removed
 
 
-def status(
-    platform: str | None = None,
-    home: str | os.PathLike[str] | None = None,
-    exe: str | os.PathLike[str] | None = None,
-    *,
-    args: Sequence[str] = DEFAULT_ARGS,
-    env: Mapping[str, str] | None = None,
-    registry: RunKey | None = None,
-) -> AutostartStatus:
+def status(platform: str | None = None, home: PathArg = None, exe: PathArg = None, *,
+           args: Sequence[str] = DEFAULT_ARGS, env: Mapping[str, str] | None = None,
+           registry: RunKey | None = None) -> AutostartStatus:
     """Read back what is installed and compare it with what enable() would install."""
-    kind = _kind(platform)
     expected = _expected(platform, exe, args)
-    if kind == "windows":
-        return _windows_status(_registry(registry), expected)
-    if kind == "macos":
-        return _macos_status(launch_agent_path(home), expected)
-    return _xdg_status(xdg_autostart_path(home, env), expected)
+    return _entry(platform, home, env, registry).read(expected)
 
 
 __all__ = [
     "AutostartError", "AutostartStatus", "RunKey", "WinregRunKey", "disable", "enable",
-    "find_executable", "format_exec", "parse_exec", "parse_windows_command", "run_args", "status",
+    "find_executable", "run_args", "status",
 ]

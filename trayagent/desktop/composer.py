@@ -11,11 +11,12 @@ import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any, Sequence
+from typing import Sequence
 
 from trayagent.config import NotificationsConfig, in_quiet_hours, parse_quiet_hours
 from trayagent.core.model import Event, EventType
-from trayagent.notify import (
+from trayagent.desktop.clock import before, seconds_between
+from trayagent.desktop.labels import (
     BODY_LIMIT,
     TITLE_LIMIT,
     failure_text,
@@ -26,6 +27,7 @@ from trayagent.notify import (
     track_label,
     track_title,
 )
+from trayagent.desktop.notification import Notification
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +36,6 @@ COMPLETE = "transfer.complete"
 ERROR = "transfer.error"
 #: Failure notifications name this many files, then "+N more".
 NAMED_FAILURES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One desktop notification: plain, sanitised text (backends escape markup themselves).
-
-    `key` ties notes that replace each other in place (an album arriving track by track); `final`
-    is False while more notes with that key will follow. `folder_of` is a remote file name whose
-    local folder an *Open folder* button may open; `retry_ids` are the downloads *Retry* re-enqueues.
-    A note of kind "close" asks to close the one shown under its key.
-    """
-
-    title: str
-    body: str = ""
-    urgency: str = "normal"  # low / normal / critical (freedesktop names)
-    kind: str = "downloads"  # downloads / album / away / summary / sync / connection_* / close
-    key: str = ""
-    final: bool = True
-    category: str = ""
-    folder_of: str = ""
-    retry_ids: tuple[str, ...] = ()
 
 
 #: The composer reads the [notifications] config section as it is; one definition of the settings.
@@ -76,9 +57,7 @@ def is_away(previous_poll: datetime | None, now: datetime, gap: float) -> bool:
     """
     if previous_poll is None:
         return True
-    if (previous_poll.tzinfo is None) != (now.tzinfo is None):
-        previous_poll, now = previous_poll.astimezone(), now.astimezone()
-    return (now - previous_poll).total_seconds() > gap
+    return seconds_between(previous_poll, now) > gap
 
 
 def away_gap(active_interval: float, idle_interval: float) -> float:
@@ -153,8 +132,8 @@ class NotificationComposer:
 
     RATE_WINDOW = timedelta(seconds=60)
 
-    def __init__(self, rules: NotificationRules | Any = None, *, connection_delay: float = 10.0) -> None:
-        self.rules = rules if isinstance(rules, NotificationRules) else NotificationRules.from_config(rules)
+    def __init__(self, rules: NotificationRules | None = None, *, connection_delay: float = 10.0) -> None:
+        self.rules = rules if rules is not None else NotificationRules()
         self._window = timedelta(seconds=max(float(self.rules.batch_window), 0.0))
         # A steady trickle into one folder must still be reported: cap how long a group waits.
         self._max_hold = self._window * 5
@@ -188,7 +167,7 @@ class NotificationComposer:
     def is_paused(self, now: datetime) -> bool:
         if self._paused:
             return True
-        return self._paused_until is not None and _before(now, self._paused_until)
+        return self._paused_until is not None and before(now, self._paused_until)
 
     def suppressed(self, now: datetime) -> bool:
         """Whether anything shown now would be dropped (disabled, paused or quiet hours)."""
@@ -293,7 +272,7 @@ class NotificationComposer:
 
     def due(self, now: datetime) -> list[Notification]:
         """Everything to show at `now`, within the rate cap; overflow becomes one summary."""
-        groups = [g for g in self._groups.values() if not _before(now, self._group_deadline(g))]
+        groups = [g for g in self._groups.values() if not before(now, self._group_deadline(g))]
         return self._emit(now, groups)
 
     def flush(self, now: datetime) -> list[Notification]:
@@ -310,7 +289,7 @@ class NotificationComposer:
             del self._groups[g.key]
         self._take_away(groups)
         if self._conn == "pending" and self._down_since is not None:
-            if not _before(now, self._down_since + self._conn_delay):
+            if not before(now, self._down_since + self._conn_delay):
                 if self.suppressed(now):
                     self._conn = "silent"
                 else:
@@ -319,7 +298,7 @@ class NotificationComposer:
         if self.suppressed(now):
             self._held, self._overflow = [], _Tally()
             return []
-        while self._sent and not _before(now, self._sent[0] + self.RATE_WINDOW):
+        while self._sent and not before(now, self._sent[0] + self.RATE_WINDOW):
             self._sent.popleft()
         slots = self._cap - len(self._sent)
         out: list[Notification] = []
@@ -505,9 +484,3 @@ def _reason_summary(failed: Sequence[Event]) -> str:
         return next(iter(counts))
     return ", ".join(f"{n} {text}" for text, n in counts.items())
 
-
-def _before(a: datetime, b: datetime) -> bool:
-    """a < b, tolerating one side naive (taken as local time, as datetime.astimezone does)."""
-    if (a.tzinfo is None) != (b.tzinfo is None):
-        a, b = a.astimezone(), b.astimezone()
-    return a < b

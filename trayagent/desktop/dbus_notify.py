@@ -21,13 +21,13 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.threading import DBusConnection, DBusRouter, open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
-from trayagent.desktop.composer import Notification
-from trayagent.notify import TITLE_LIMIT, encodable, escape_markup, sanitize
-from trayagent.desktop.notify_backends import (
+from trayagent.desktop.labels import TITLE_LIMIT, encodable, escape_markup, sanitize
+from trayagent.desktop.notification import (
     DESKTOP_ENTRY,
     ActionCallback,
     Actions,
     ClosedCallback,
+    Notification,
     NotificationError,
 )
 
@@ -56,7 +56,11 @@ def session_bus_address(env: Mapping[str, str] | None = None) -> str:
 
 
 def _call(router: DBusRouter, msg: Message, timeout: float = CALL_TIMEOUT) -> tuple[Any, ...]:
-    """One method call; every way it can fail becomes NotificationError."""
+    """One method call; every way it can fail becomes NotificationError.
+
+    The reply body is as jeepney decodes it (its values are untyped, hence Any): callers in this
+    module read it where they know its D-Bus signature; nothing untyped leaves the module.
+    """
     try:
         return tuple(unwrap_msg(router.send_and_get_reply(msg, timeout=timeout)))
     except DBusErrorResponse as exc:

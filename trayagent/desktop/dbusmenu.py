@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 if TYPE_CHECKING:
-    from trayagent.desktop.tray import ItemSpec
+    from trayagent.desktop.menu import ItemSpec
 
 INTERFACE = "com.canonical.dbusmenu"
 #: The version of the dbusmenu protocol served (the ``Version`` property).

@@ -16,18 +16,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
+from typing import Callable, Collection, Iterable, Protocol, Sequence
 
-from trayagent.desktop.composer import Notification, NotificationComposer, NotificationRules, away_gap, is_away
+from trayagent.config import Config, NotificationsConfig, PollConfig
 from trayagent.core.model import AgentState, Event
-from trayagent.notify import BODY_LIMIT, TITLE_LIMIT, sanitize
-from trayagent.desktop.notify_backends import (
-    BackendFactory,
-    MissingBackend,
-    NotificationBackend,
-    NotificationError,
-    backend_ladder,
-)
+from trayagent.desktop.clock import local_now, seconds_between
+from trayagent.desktop.composer import NotificationComposer, away_gap, is_away
+from trayagent.desktop.labels import BODY_LIMIT, TITLE_LIMIT, sanitize
+from trayagent.desktop.notification import BackendFactory, Notification, NotificationBackend, NotificationError
+from trayagent.desktop.notify_backends import MissingBackend, backend_ladder
+from trayagent.desktop import openers
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +79,9 @@ class NoteActions:
 
 def note_actions(note: Notification, web_url: str, download_dir: str | None) -> NoteActions:
     """The buttons a note gets: Retry for failures, Open folder when its local folder is known."""
-    from trayagent.desktop.tray import local_folder
-
-    folder = local_folder(download_dir, note.folder_of) if note.folder_of else None
+    folder = openers.local_folder(download_dir, note.folder_of) if note.folder_of else None
     return NoteActions(web_url=web_url, folder=folder, fallback=download_dir or None,
                        retry_ids=note.retry_ids, transfers=bool(note.category))
-
-
-def _local_now() -> datetime:
-    return datetime.now().astimezone()
 
 
 class DesktopNotifier:
@@ -102,23 +94,24 @@ class DesktopNotifier:
 
     def __init__(
         self,
-        settings: Any = None,
+        settings: Config | NotificationsConfig | None = None,
         app_name: str = "trayagent",
         icon_path: str | None = None,
         *,
         backend: NotificationBackend | None = None,
         backends: Sequence[BackendFactory] | None = None,
-        clock: Callable[[], datetime] = _local_now,
+        clock: Callable[[], datetime] = local_now,
         connection_delay: float = 10.0,
         host: NotificationHost | None = None,
     ) -> None:
-        self._composer = NotificationComposer(NotificationRules.from_config(settings),
+        config = settings if isinstance(settings, Config) else None
+        rules = config.notifications if config is not None else settings
+        self._composer = NotificationComposer(rules if isinstance(rules, NotificationsConfig) else None,
                                               connection_delay=connection_delay)
-        poll = getattr(settings, "poll", None)
-        self._away_gap = away_gap(getattr(poll, "active_interval", 1.0), getattr(poll, "idle_interval", 10.0))
-        slskd = getattr(settings, "slskd", None)
-        self._web_url = str(getattr(slskd, "ui_url", "") or "")
-        self._download_dir = str(getattr(slskd, "download_dir", "") or "")
+        poll = config.poll if config is not None else PollConfig()
+        self._away_gap = away_gap(poll.active_interval, poll.idle_interval)
+        self._web_url = config.slskd.ui_url if config is not None else ""
+        self._download_dir = config.slskd.download_dir if config is not None else ""
         if backend is not None:
             ladder: list[BackendFactory] = [lambda: backend]
         elif backends is not None:
@@ -189,12 +182,8 @@ class DesktopNotifier:
             notes = self._composer.flush(self._clock())
         self._send_all(notes)
         with self._send_lock:
-            stop = getattr(self._backend, "stop", None)
-            if stop is not None:
-                try:
-                    stop()
-                except Exception:  # noqa: BLE001 - shutting down anyway
-                    log.debug("notification backend did not stop cleanly", exc_info=True)
+            if self._backend is not None:
+                _stop_quietly(self._backend)
 
     # ------------------------------------------------------------------ input
 
@@ -233,7 +222,7 @@ class DesktopNotifier:
                 notes = self._composer.due(now)
                 if not notes:
                     deadline = self._composer.next_deadline(now)
-                    timeout = 30.0 if deadline is None else _seconds_until(deadline, now)
+                    timeout = 30.0 if deadline is None else seconds_between(now, deadline)
                     self._cond.wait(timeout=min(max(timeout, 0.02), 30.0))
                     continue
             self._send_all(notes)
@@ -282,12 +271,7 @@ class DesktopNotifier:
                 nxt = "the next way" if self._ladder else "none (notifications off)"
                 self._warn_once(f"send:{backend.name}",
                                 f"desktop notifications via {backend.name} failed ({exc}); falling back to {nxt}")
-                stop = getattr(backend, "stop", None)
-                if stop is not None:
-                    try:
-                        stop()
-                    except Exception:  # noqa: BLE001
-                        log.debug("failed backend did not stop cleanly", exc_info=True)
+                _stop_quietly(backend)
 
     def _show(self, backend: NotificationBackend, note: Notification) -> None:
         """One note on one backend, with replaces_id and button bookkeeping."""
@@ -353,26 +337,28 @@ class DesktopNotifier:
 
 def _action_work(actions: NoteActions, key: str, host: NotificationHost | None) -> Callable[[], object] | None:
     """What a button does, as a function to run on the worker pool (None: not one of ours)."""
-    from trayagent.desktop.tray import open_folder, open_url
-
     url = actions.web_url
     if key == DEFAULT and url:
-        return lambda: open_url(url)
+        return lambda: openers.open_url(url)
     if key == SHOW_IN_SLSKD and url:
-        return lambda: open_url(url.rstrip("/") + "/downloads")
+        return lambda: openers.open_url(url.rstrip("/") + "/downloads")
     if key == OPEN_FOLDER and actions.folder:
         folder, fallback = actions.folder, actions.fallback
-        return lambda: open_folder(folder, fallback)
+        return lambda: openers.open_folder(folder, fallback)
     if key == RETRY and actions.retry_ids and host is not None:
         ids = actions.retry_ids
         return lambda: log.info("re-enqueued %d failed download(s) from a notification", host.retry(ids))
     return None
 
 
-def _seconds_until(deadline: datetime, now: datetime) -> float:
-    if (deadline.tzinfo is None) != (now.tzinfo is None):
-        deadline, now = deadline.astimezone(), now.astimezone()
-    return (deadline - now).total_seconds()
+def _stop_quietly(backend: NotificationBackend) -> None:
+    """Let go of a backend that holds a connection (D-Bus); one that fails to stop is only logged."""
+    stop = getattr(backend, "stop", None)  # optional: only backends with a connection have it
+    if stop is not None:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - it is being dropped or shut down anyway
+            log.debug("notification backend %s did not stop cleanly", backend.name, exc_info=True)
 
 
 def app_icon_path() -> str | None:

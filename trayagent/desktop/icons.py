@@ -15,7 +15,7 @@ from functools import lru_cache
 from PIL import Image, ImageDraw
 
 from trayagent.core.model import AgentState
-from trayagent.notify import sanitize
+from trayagent.desktop.labels import sanitize
 
 log = logging.getLogger(__name__)
 

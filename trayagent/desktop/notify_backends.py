@@ -12,32 +12,20 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable, Protocol, Sequence
 
-from trayagent.desktop.composer import Notification
-from trayagent.notify import TITLE_LIMIT, encodable, escape_markup, sanitize
+from trayagent.desktop.labels import TITLE_LIMIT, encodable, escape_markup, sanitize
+from trayagent.desktop.notification import (
+    DESKTOP_ENTRY,
+    ActionCallback,
+    Actions,
+    BackendFactory,
+    ClosedCallback,
+    Notification,
+    NotificationBackend,
+    NotificationError,
+)
 
 log = logging.getLogger(__name__)
-
-#: What a backend is asked to show next to the text: (action key, button label) pairs.
-Actions = Sequence[tuple[str, str]]
-ActionCallback = Callable[[int, str], None]
-ClosedCallback = Callable[[int], None]
-#: The desktop file name (without .desktop) the notification daemon may use for icon and grouping.
-DESKTOP_ENTRY = "trayagent"
-
-
-class NotificationError(Exception):
-    """A backend could not show a notification."""
-
-
-class NotificationBackend(Protocol):
-    name: str
-    markup: bool  # whether bodies are rendered as markup (and must be escaped)
-
-    def send(self, note: Notification, replaces_id: int = 0, actions: Actions = ()) -> int:
-        """Show `note` (replacing notification `replaces_id` where supported); its id, or 0."""
-        ...
 
 
 class NotifySendBackend:
@@ -130,7 +118,6 @@ class MissingBackend:
         raise NotificationError(self.reason)
 
 
-BackendFactory = Callable[[], NotificationBackend]
 
 
 def backend_ladder(

@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
-from concurrent.futures import Future
 from itertools import count
 from typing import Any, Callable
 
 from jeepney import DBusAddress, HeaderFields, Message, MessageFlag, MessageType, new_error, new_method_call
 from jeepney import new_method_return, new_signal
 from jeepney.bus_messages import MatchRule, message_bus
-from jeepney.io.threading import DBusConnection, ReceiveStopped, open_dbus_connection
+from jeepney.io.threading import DBusConnection, open_dbus_connection
 from PIL import Image
 
 from trayagent.desktop import dbusmenu
+from trayagent.desktop.dbuslink import Link
 from trayagent.desktop.dbusmenu import MenuLayout, UnknownItem
 from trayagent.desktop.icons import IconKey, render_key
-from trayagent.desktop.traybackend import ActionHandler, TrayBackendError, TrayView
+from trayagent.desktop.trayview import ActionHandler, TrayBackendError, TrayView
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,10 @@ PROPS_INTERFACE = "org.freedesktop.DBus.Properties"
 #: Sizes hosts pick from (16 px panels up to HiDPI 64 px); each drawn by icons.py, not scaled.
 ICON_SIZES = (16, 22, 24, 32, 48, 64)
 APP_ID = "trayagent"
-CALL_TIMEOUT = 5.0
 
 Pixmap = tuple[int, int, bytes]
+# D-Bus message bodies and variants are as jeepney builds and decodes them: untyped (Any) values
+# within this module, each read or written against its signature; nothing untyped leaves it.
 
 
 # --------------------------------------------------------------------------- pixmaps
@@ -96,83 +96,6 @@ def _call(conn: DBusConnection, msg: Message, timeout: float) -> Message:
             return reply
 
 
-# --------------------------------------------------------------------------- connection
-
-
-class _Link:
-    """A jeepney connection with a receiver thread: replies go to callers, the rest to a queue."""
-
-    def __init__(self, bus: str) -> None:
-        self.conn = open_dbus_connection(bus)
-        self.incoming: queue.Queue[Message | None] = queue.Queue()
-        self._waiting: dict[int, Future[Message]] = {}
-        self._lock = threading.Lock()
-        self.closed = threading.Event()
-        self._closing = False
-        self._thread = threading.Thread(target=self._receive, name="trayagent-sni-rx", daemon=True)
-        self._thread.start()
-
-    @property
-    def unique_name(self) -> str:
-        return str(self.conn.unique_name)
-
-    def send(self, msg: Message) -> None:
-        self.conn.send(msg)
-
-    def call(self, msg: Message, timeout: float = CALL_TIMEOUT) -> Message:
-        """Send a method call and wait for its reply; D-Bus errors raise TrayBackendError."""
-        fut: Future[Message] = Future()
-        with self._lock:
-            if self.closed.is_set():
-                raise TrayBackendError("the D-Bus connection is closed")
-            serial = next(self.conn.outgoing_serial)
-            self._waiting[serial] = fut
-        try:
-            self.conn.send(msg, serial=serial)
-            reply = fut.result(timeout)
-        finally:
-            with self._lock:
-                self._waiting.pop(serial, None)
-        if reply.header.message_type is MessageType.error:
-            detail = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-            raise TrayBackendError(f"{reply.header.fields.get(HeaderFields.error_name)}: {detail}".strip(": "))
-        return reply
-
-    def _receive(self) -> None:
-        try:
-            while True:
-                try:
-                    msg = self.conn.receive()
-                except TimeoutError:
-                    continue  # jeepney's select can wake with nothing to read (EINTR): not an error
-                serial = msg.header.fields.get(HeaderFields.reply_serial)
-                with self._lock:
-                    fut = self._waiting.get(serial) if serial is not None else None
-                if fut is not None:
-                    fut.set_result(msg)
-                elif msg.header.message_type in (MessageType.method_call, MessageType.signal):
-                    self.incoming.put(msg)
-        except ReceiveStopped:
-            pass
-        except Exception as exc:  # noqa: BLE001 - the bus went away: the tray falls down the ladder
-            if self._closing:
-                return
-            log.warning("D-Bus connection lost: %r", exc)
-            log.debug("D-Bus receive failure", exc_info=True)
-        finally:
-            with self._lock:
-                self.closed.set()
-                waiting, self._waiting = self._waiting, {}
-            for fut in waiting.values():
-                fut.set_exception(TrayBackendError("the D-Bus connection closed"))
-            self.incoming.put(None)
-
-    def close(self) -> None:
-        self._closing = True
-        self.conn.close()
-        self._thread.join(timeout=5)
-
-
 # --------------------------------------------------------------------------- the item
 
 
@@ -185,7 +108,7 @@ class SniTray:
     def __init__(self, bus: str = "SESSION", sizes: tuple[int, ...] = ICON_SIZES) -> None:
         self._bus = bus
         self._sizes = sizes
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._on_action: ActionHandler | None = None
         self._lock = threading.Lock()  # guards the view, pixmaps and the menu layout
         self._view: TrayView | None = None
@@ -200,7 +123,7 @@ class SniTray:
     def start(self, view: TrayView, on_action: ActionHandler) -> None:
         self._on_action = on_action
         self._set_view(view)
-        self._link = _Link(self._bus)
+        self._link = Link(self._bus)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="trayagent-sni", daemon=True)
         self._dispatcher.start()
         link = self._link
@@ -255,7 +178,7 @@ class SniTray:
             self._pixmaps = pixmaps(view.key, self._sizes)
         return self._menu.update(view.model.items)
 
-    def _require_link(self) -> _Link:
+    def _require_link(self) -> Link:
         if self._link is None:
             raise TrayBackendError("the StatusNotifierItem is not started")
         return self._link
@@ -317,7 +240,7 @@ class SniTray:
             except Exception:  # noqa: BLE001 - one bad request never stops the tray
                 log.exception("tray: D-Bus request failed")
 
-    def _answer(self, link: _Link, msg: Message) -> None:
+    def _answer(self, link: Link, msg: Message) -> None:
         try:
             signature, body = self._handle(msg)
             reply = new_method_return(msg, signature, body)

@@ -1,7 +1,7 @@
 """The system-tray front end: icon, tooltip and menu over an Agent, on whichever tray this desktop has.
 
-Split so most of it is testable without a display: MenuModel is a pure description of the menu
-built from an AgentState; TrayApp throttles redraws, routes every menu action through
+Split so most of it is testable without a display: MenuModel (menu.py) is a pure description of
+the menu built from an AgentState; TrayApp throttles redraws, routes every menu action through
 ``agent.submit`` so the UI thread never blocks on slskd, and walks the backend ladder
 (traybackend.py): a tray that fails to start or to update is logged once and replaced by the
 next one, down to no tray at all, while polling and the JSON stream go on.
@@ -12,26 +12,34 @@ from __future__ import annotations
 import logging
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
-import webbrowser
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlsplit
+from datetime import datetime
+from typing import Callable, Protocol, Sequence
 
+from trayagent.config import Config
+from trayagent.core.model import AgentState
+from trayagent.desktop.clock import before, local_now
 from trayagent.desktop.icons import icon_key, tooltip
-from trayagent.core.model import AgentState, Finished, Kind
-from trayagent.notify import folder_name, sanitize, short_reason, track_label, track_title
-from trayagent.desktop.traybackend import Probe, TrayBackend, TrayView, create, probe, rungs
+from trayagent.desktop.menu import (
+    CLEAR,
+    OPEN_FOLDER,
+    OPEN_SLSKD,
+    PAUSE_HOUR,
+    PAUSE_HOUR_ACTION,
+    QUIT,
+    RETRY,
+    SYNC,
+    SYNC_PLAYLISTS,
+    TOGGLE_PAUSE,
+    MenuModel,
+)
+from trayagent.desktop.openers import open_folder, open_url
+from trayagent.desktop.traybackend import Probe, create, probe, rungs
+from trayagent.desktop.trayview import TrayBackend, TrayView
 
 log = logging.getLogger(__name__)
 
-RECENT_LIMIT = 10
-RECENT_LABEL_LIMIT = 60
-PAUSE_HOUR = timedelta(hours=1)
 #: How long a tray may take to show its icon before polling starts without it. pystray's
 #: XEmbed icon sometimes never docks (and never calls back): polling must not wait on it.
 READY_GRACE = 5.0
@@ -40,184 +48,35 @@ NO_MENU_HINT = (
     "or the gtk extra, gives the full menu (see README)"
 )
 
-# Action names: what a menu item does, dispatched by TrayApp.
-SYNC = "sync"
-SYNC_PLAYLISTS = "sync_playlists"
-CLEAR = "clear_finished"
-RETRY = "retry_failed"
-OPEN_FOLDER = "open_folder"
-TOGGLE_PAUSE = "toggle_pause"
-PAUSE_HOUR_ACTION = "pause_hour"
-OPEN_SLSKD = "open_slskd"
-QUIT = "quit"
+
+class TrayHost(Protocol):
+    """What the tray needs from the agent (Agent satisfies it): snapshots in, actions out."""
+
+    def state(self) -> AgentState: ...
+
+    def subscribe(self, callback: Callable[[AgentState], None]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def submit(self, fn: Callable[[], object]) -> None: ...
+
+    def mark_failures_seen(self) -> None: ...
+
+    def poll_now(self) -> None: ...
+
+    def sync_playlists(self) -> bool: ...
+
+    def clear_finished(self) -> int: ...
+
+    def retry_failed(self) -> int: ...
 
 
-# --------------------------------------------------------------------------- menu model
+class PauseTarget(Protocol):
+    """A notifier the tray's pause items reach (the desktop notifier satisfies it)."""
 
-
-@dataclass(frozen=True, slots=True)
-class ItemSpec:
-    """One menu entry, backend-neutral. `action` names what TrayApp does; `arg` is its input."""
-
-    text: str
-    action: str | None = None
-    arg: str | None = None
-    enabled: bool = True
-    checked: bool | None = None  # None: not checkable
-    default: bool = False  # the left-click action where the backend has one
-    submenu: tuple[ItemSpec, ...] | None = None
-    separator: bool = False
-
-
-SEPARATOR = ItemSpec("", enabled=False, separator=True)
-
-
-def local_folder(download_dir: str | None, filename: str) -> str | None:
-    """Where slskd put a download: download_dir / <remote parent folder name>, or None.
-
-    The folder name comes from a remote peer, so '.', '..' and names with control characters
-    are refused rather than joined (no escaping download_dir).
-    """
-    if not download_dir:
-        return None
-    segment = folder_name(filename)
-    if not segment or segment.strip() in (".", "..") or sanitize(segment, 1000, leading_dash=False) != segment:
-        return None
-    if os.sep in segment or (os.altsep and os.altsep in segment) or "\x00" in segment:
-        return None
-    base = os.path.abspath(os.path.expanduser(download_dir))
-    return os.path.join(base, segment)
-
-
-def recent_label(f: Finished) -> str:
-    """'✓ Title — Artist' for a success, '✗ Title (timed out)' otherwise; capped."""
-    if f.outcome is Kind.SUCCEEDED:
-        return sanitize("✓ " + track_label(f.filename, RECENT_LABEL_LIMIT), RECENT_LABEL_LIMIT + 2)
-    why = "cancelled" if f.outcome is Kind.CANCELLED else short_reason(f.reason)
-    title = sanitize(track_title(f.filename), RECENT_LABEL_LIMIT - len(why) - 3) or "(unnamed)"
-    return f"✗ {title} ({why})"
-
-
-@dataclass(frozen=True, slots=True)
-class MenuModel:
-    """The whole menu as data. Equal models render identical menus, so TrayApp compares them."""
-
-    items: tuple[ItemSpec, ...]
-
-    @classmethod
-    def build(
-        cls,
-        state: AgentState,
-        *,
-        paused: bool = False,
-        paused_until: datetime | None = None,
-        download_dir: str | None = None,
-        now: datetime | None = None,
-        playlists: bool = False,
-    ) -> MenuModel:
-        """Describe the menu for a state and the tray's notification-pause flags."""
-        now = now if now is not None else datetime.now().astimezone()
-        until = paused_until if paused_until is not None and _before(now, paused_until) else None
-        is_paused = paused or until is not None
-        folder_root = download_dir or state.download_dir
-        recent = state.recent[:RECENT_LIMIT]
-        any_failed = any(f.outcome is Kind.FAILED for f in state.recent)
-
-        if recent:
-            entries = []
-            for f in recent:
-                target = local_folder(folder_root, f.filename)
-                entries.append(ItemSpec(recent_label(f), OPEN_FOLDER, target, enabled=target is not None))
-            recent_menu = tuple(entries)
-        else:
-            recent_menu = (ItemSpec("No finished downloads yet", enabled=False),)
-
-        pause_text = "Pause notifications"
-        if until is not None and not paused:
-            pause_text = f"Notifications paused until {until.strftime('%H:%M')}"
-
-        items = (
-            ItemSpec(tooltip(state, paused=is_paused), enabled=False),
-            SEPARATOR,
-            ItemSpec("Open slskd", OPEN_SLSKD, default=True),
-            ItemSpec("Sync now", SYNC),
-            ItemSpec(state.sync_status or "Sync playlists", SYNC_PLAYLISTS,
-                     enabled=playlists and state.sync_status is None),
-            ItemSpec("Clear finished", CLEAR),
-            ItemSpec("Retry failed", RETRY, enabled=any_failed),
-            ItemSpec("Recent", submenu=recent_menu),
-            SEPARATOR,
-            ItemSpec(pause_text, TOGGLE_PAUSE, checked=is_paused),
-            ItemSpec("Pause for 1 hour", PAUSE_HOUR_ACTION),
-            SEPARATOR,
-            ItemSpec("Quit", QUIT),
-        )
-        return cls(items)
-
-    def find(self, action: str) -> ItemSpec | None:
-        """The first item with this action, searching submenus too."""
-        for item in _walk(self.items):
-            if item.action == action:
-                return item
-        return None
-
-    @property
-    def default(self) -> ItemSpec | None:
-        return next((i for i in _walk(self.items) if i.default), None)
-
-
-def _walk(items: Iterable[ItemSpec]) -> Iterable[ItemSpec]:
-    for item in items:
-        yield item
-        if item.submenu:
-            yield from _walk(item.submenu)
-
-
-def _before(a: datetime, b: datetime) -> bool:
-    if (a.tzinfo is None) != (b.tzinfo is None):
-        a, b = a.astimezone(), b.astimezone()
-    return a < b
-
-
-# --------------------------------------------------------------------------- openers
-
-
-def open_url(url: str) -> bool:
-    """Open slskd's web UI; only http(s) URLs, so a config typo can't launch a local file."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        log.warning("not opening %r: slskd's web URL must start with http:// or https://", url)
-        return False
-    return webbrowser.open(url.strip())
-
-
-def open_folder(path: str, fallback: str | None = None) -> bool:
-    """Open a folder in the file manager; the fallback (download_dir) when it does not exist."""
-    target = path if os.path.isdir(path) else fallback if fallback and os.path.isdir(fallback) else None
-    if target is None:
-        log.warning("folder %s does not exist (yet)", path)
-        return False
-    target = os.path.abspath(target)  # absolute: can never be read as an option
-    try:
-        if sys.platform == "win32":
-            os.startfile(target)  # type: ignore[attr-defined]
-        elif sys.platform == "darwin":
-            subprocess.Popen(["open", "--", target], start_new_session=True)
-        else:
-            subprocess.Popen(["xdg-open", target], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError as exc:
-        log.warning("could not open %s: %s", target, exc)
-        return False
-    return True
-
-
-def _local_now() -> datetime:
-    return datetime.now().astimezone()
-
-
-
-# --------------------------------------------------------------------------- app
+    def set_paused(self, paused: bool, until: datetime | None = None) -> None: ...
 
 
 class TrayApp:
@@ -232,8 +91,8 @@ class TrayApp:
     Not every backend says when its menu opens (pystray's never do), so failures are marked
     seen on any menu action and on left-click instead of on open.
 
-    Notification pause lives here and is pushed to ``notifier`` (anything with ``set_paused``),
-    which the caller passes in: the tray reads AgentState snapshots and nothing else of the agent.
+    Notification pause lives here and is pushed to ``notifier`` (a PauseTarget), which the
+    caller passes in: the tray reads AgentState snapshots and nothing else of the agent.
     """
 
     REDRAW_INTERVAL = 1.0
@@ -241,21 +100,20 @@ class TrayApp:
 
     def __init__(
         self,
-        agent: Any,
-        config: Any,
+        agent: TrayHost,
+        config: Config,
         *,
-        notifier: Any = None,
+        notifier: PauseTarget | None = None,
         backends: Sequence[str] | None = None,
         factory: Callable[[str], TrayBackend] = create,
         probe: Probe = probe,
         monotonic: Callable[[], float] = time.monotonic,
-        wall: Callable[[], datetime] = _local_now,
+        wall: Callable[[], datetime] = local_now,
     ) -> None:
         self._agent = agent
         self._config = config
-        self._notifiers: list[Any] = [notifier] if notifier is not None else []
-        setting = getattr(getattr(config, "tray", None), "backend", "auto")
-        self._rungs = tuple(backends) if backends is not None else rungs(setting)
+        self._notifier = notifier
+        self._rungs = tuple(backends) if backends is not None else rungs(config.tray.backend)
         self._hung: set[str] = set()  # rungs whose icon stopped answering once (given one more try)
         self._factory = factory
         self._probe = probe
@@ -274,8 +132,7 @@ class TrayApp:
         self._backend: TrayBackend | None = None
         self._stopping = False
         self._done = threading.Event()
-        self._agent_stopped = False
-        self._agent_started = False
+        self._agent_steps: set[str] = set()  # "start", "stop": each runs once
 
     @property
     def backend_name(self) -> str:
@@ -355,20 +212,13 @@ class TrayApp:
     def _not_shown(self, name: str) -> None:
         """The icon has not appeared in time: poll anyway; it is drawn if it ever shows."""
         with self._lock:
-            if self._agent_started or self._stopping:
+            if "start" in self._agent_steps or self._stopping:
                 return
         log.warning("tray: the %s icon has not appeared after %.0f s; polling goes on without it", name, READY_GRACE)
         self._start_agent()
 
     def _start_agent(self) -> None:
-        with self._lock:
-            if self._agent_started or self._stopping:
-                return
-            self._agent_started = True
-        try:
-            self._agent.start()
-        except Exception:  # noqa: BLE001 - the icon stays up and says what is wrong
-            log.exception("agent failed to start")
+        self._agent_once("start", self._agent.start)
 
     def stop(self) -> None:
         """Quit from anywhere (signal handler, timer): agent first, then the icon; never blocks."""
@@ -398,14 +248,21 @@ class TrayApp:
         self._done.set()
 
     def _stop_agent(self) -> None:
+        self._agent_once("stop", self._agent.stop)
+
+    def _agent_once(self, step: str, call: Callable[[], None]) -> None:
+        """Start or stop the agent once, whichever thread comes first; no start once quitting began.
+
+        A failure is logged: the icon stays up and says what is wrong, and quitting still finishes.
+        """
         with self._lock:
-            if self._agent_stopped:
+            if step in self._agent_steps or (step == "start" and self._stopping):
                 return
-            self._agent_stopped = True
+            self._agent_steps.add(step)
         try:
-            self._agent.stop()
+            call()
         except Exception:  # noqa: BLE001
-            log.exception("agent failed to stop")
+            log.exception("agent failed to %s", step)
 
     def _drop_backend(self, backend: TrayBackend, exc: BaseException) -> None:
         """An update failed or hung: log once, stop that backend; run() moves down the ladder.
@@ -468,20 +325,19 @@ class TrayApp:
 
     def _effective_pause(self) -> tuple[bool, datetime | None]:
         """(paused, until); an `until` in the past is cleared here and pushed to notifiers."""
-        if self._paused_until is not None and not _before(self._wall(), self._paused_until):
+        if self._paused_until is not None and not before(self._wall(), self._paused_until):
             self._paused_until = None
             self._apply_pause()
         return self._paused or self._paused_until is not None, self._paused_until
 
     def _build_model(self) -> MenuModel:
-        download_dir = getattr(getattr(self._config, "slskd", None), "download_dir", None) or None
         return MenuModel.build(
             self._state,
             paused=self._paused,
             paused_until=self._paused_until,
-            download_dir=download_dir,
+            download_dir=self._config.slskd.download_dir or None,
             now=self._wall(),
-            playlists=bool(getattr(getattr(self._config, "sync", None), "playlists", ())),
+            playlists=bool(self._config.sync.playlists),
         )
 
     def _view(self) -> TrayView:
@@ -551,13 +407,12 @@ class TrayApp:
             return self._effective_pause()
 
     def _apply_pause(self) -> None:
-        for n in self._notifiers:
-            setter = getattr(n, "set_paused", None)
-            if setter is not None:
-                try:
-                    setter(self._paused, self._paused_until)
-                except Exception:  # noqa: BLE001
-                    log.exception("could not pause %s", type(n).__name__)
+        target = self._notifier
+        if target is not None:
+            try:
+                target.set_paused(self._paused, self._paused_until)
+            except Exception:  # noqa: BLE001
+                log.exception("could not pause %s", type(target).__name__)
 
     # -- actions
 
@@ -574,7 +429,7 @@ class TrayApp:
         elif action == RETRY:
             agent.submit(lambda: log.info("re-enqueued %d failed download(s)", agent.retry_failed()))
         elif action == OPEN_FOLDER and arg:
-            root = getattr(getattr(self._config, "slskd", None), "download_dir", None) or self._state.download_dir
+            root = self._config.slskd.download_dir or self._state.download_dir
             fallback = os.path.abspath(os.path.expanduser(root)) if root else None
             agent.submit(lambda: open_folder(arg, fallback))
         elif action == OPEN_SLSKD:
@@ -591,9 +446,5 @@ class TrayApp:
             log.debug("ignoring menu action %r", action)
 
     def _web_url(self) -> str:
-        s = getattr(self._config, "slskd", None)
-        return (
-            (getattr(s, "web_url", "") or "")
-            or self._state.web_url
-            or (getattr(s, "url", "") or "")
-        )
+        slskd = self._config.slskd
+        return slskd.web_url or self._state.web_url or slskd.url

@@ -19,16 +19,14 @@ import os
 import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from trayagent.desktop.icons import IconKey, render_key
-
-if TYPE_CHECKING:
-    from trayagent.desktop.tray import ItemSpec, MenuModel
+from trayagent.desktop.icons import render_key
+from trayagent.desktop.menu import ItemSpec, MenuModel
+from trayagent.desktop.trayview import ActionHandler, TrayBackend, TrayBackendError, TrayView
 
 log = logging.getLogger(__name__)
 
-ActionHandler = Callable[[str, "str | None"], None]
 #: [tray] backend values and the rungs each one allows, in order (Linux).
 LINUX_LADDERS: dict[str, tuple[str, ...]] = {
     "auto": ("sni", "gtk", "xorg"),
@@ -47,43 +45,6 @@ PYSTRAY_ICON_SIZE = 64
 #: Punctuation the agent writes that Latin-1 lacks, spelled in Latin-1.
 _LATIN1_SPELLINGS = str.maketrans({"…": "...", "—": "-", "–": "-", "‘": "'", "’": "'", "“": '"', "”": '"',
                                    "✓": "+", "✗": "x"})
-
-
-@dataclass(frozen=True, slots=True)
-class TrayView:
-    """Everything a backend shows: the icon (as its quantised key), the tooltip and the menu."""
-
-    key: IconKey
-    title: str
-    model: MenuModel
-
-    @property
-    def needs_attention(self) -> bool:
-        """Unseen failures: the icon carries the red badge."""
-        return bool(self.key[2])
-
-
-class TrayBackend(Protocol):
-    """What TrayApp needs from a tray. Any method may raise: TrayApp then moves down the ladder."""
-
-    name: str
-    has_menu: bool
-
-    def start(self, view: TrayView, on_action: ActionHandler) -> None:
-        """Create the icon (not shown yet); raise if this desktop cannot have it."""
-
-    def run(self, ready: Callable[[], None]) -> None:
-        """Show the icon, call ``ready`` once it is up, block (main thread) until stop()."""
-
-    def update(self, view: TrayView, *, icon: bool, title: bool, menu: bool) -> None:
-        """Show a new view; the flags say which parts changed. Called from worker threads."""
-
-    def stop(self) -> None:
-        """Make run() return; callable from any thread, more than once."""
-
-
-class TrayBackendError(RuntimeError):
-    """A backend cannot run here (the reason is a plain sentence for logs and doctor)."""
 
 
 # --------------------------------------------------------------------------- the ladder
@@ -184,6 +145,8 @@ def create(name: str) -> TrayBackend:
 
 
 # --------------------------------------------------------------------------- pystray
+# pystray ships no type hints: its package, Icon and MenuItem objects are `Any` in this section,
+# and none of them leaves this module (TrayApp sees only the TrayBackend protocol).
 
 
 def latin1_title(text: str) -> str:

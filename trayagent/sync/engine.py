@@ -36,7 +36,7 @@ from trayagent.lock import AlreadyRunning, InstanceLock
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.queries import query_forms, why_unsearchable
 from trayagent.sync.ranking import Candidate, RankPrefs, rank_files
-from trayagent.slskd.client import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
+from trayagent.slskd.errors import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
 from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, progress_of, track_result
 from trayagent.sync.search import SearchClient, SearchRunner, SearchTimings
 from trayagent.sync.store import (
@@ -88,20 +88,20 @@ class SyncEngine(TransferFollower):
         self.client = client
         self.config = config
         self.prefs = RankPrefs.from_config(config)
-        self.max_attempts = max(1, int(getattr(config, "max_attempts", 5) or 5))
-        self.max_in_progress = max(1, int(getattr(config, "max_in_progress", 3) or 3))
-        self.queue_timeout = max(0.0, float(getattr(config, "queue_timeout", 30.0))) * 60.0
-        self.stall_timeout = max(0.0, float(getattr(config, "stall_timeout", 5.0))) * 60.0
-        spm = float(getattr(config, "searches_per_minute", 6.0) or 0.0)
+        self.max_attempts = max(1, config.max_attempts)
+        self.max_in_progress = max(1, config.max_in_progress)
+        self.queue_timeout = max(0.0, config.queue_timeout) * 60.0
+        self.stall_timeout = max(0.0, config.stall_timeout) * 60.0
+        spm = config.searches_per_minute
         self.store_path = Path(store_path)
         self.clock = clock
         self._sleep = sleep
         self.t = timings or EngineTimings()
         self.dry_run = dry_run
-        self.library = library if library is not None else LocalLibrary(getattr(config, "music_dir", "") or None)
+        self.library = library if library is not None else LocalLibrary(config.music_dir or None)
         timeout_ms = self.t.search_timeout_ms
         if timeout_ms is None:
-            timeout_ms = int(float(getattr(config, "search_timeout", 15.0)) * 1000)
+            timeout_ms = int(config.search_timeout * 1000)
         self.searcher = SearchRunner(client, lambda: self.store, self._call, clock, SearchTimings(
             interval=60.0 / spm if spm > 0 else 0.0, timeout_ms=max(5, timeout_ms),
             guard=self.t.search_guard, busy_backoff=self.t.busy_backoff, login_check=self.t.login_check))

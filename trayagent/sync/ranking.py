@@ -23,8 +23,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
+from trayagent.config import SyncConfig
 from trayagent.sync.titles import (
     artist_alternatives,
     core_title,
@@ -128,14 +129,12 @@ class RankPrefs:
     min_length: float = 45.0  # seconds; shorter files are previews when no duration is wanted
 
     @classmethod
-    def from_config(cls, cfg: Any) -> RankPrefs:
-        """Build from `config.sync` (anything with those attributes; missing ones default)."""
-        formats = getattr(cfg, "preferred_formats", None)
-        formats = DEFAULT_FORMATS if formats is None else formats
+    def from_config(cls, cfg: SyncConfig) -> RankPrefs:
+        """The user's `[sync]` choices; the match gates keep their own defaults."""
         return cls(
-            preferred_formats=tuple(str(f).lower().lstrip(".") for f in formats),
-            min_bitrate=int(getattr(cfg, "min_bitrate", 0) or 0),
-            long_queue=int(getattr(cfg, "long_queue", 20)),
+            preferred_formats=tuple(f.lower().lstrip(".") for f in cfg.preferred_formats),
+            min_bitrate=cfg.min_bitrate,
+            long_queue=cfg.long_queue,
         )
 
 

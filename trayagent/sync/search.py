@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, ParamSpec, Protocol, TypeVar
 
 from trayagent.sync.queries import query_forms, why_unsearchable
-from trayagent.slskd.client import SlskdBadResponse, SlskdBusy, SlskdError, SlskdNotFound, SlskdUnreachable
+from trayagent.slskd.errors import SlskdBadResponse, SlskdBusy, SlskdError, SlskdNotFound, SlskdUnreachable
 from trayagent.sync.store import PENDING, SEARCHING, SyncStore, TrackState
 
 log = logging.getLogger(__name__)

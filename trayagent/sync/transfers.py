@@ -14,9 +14,8 @@ from typing import Callable, Iterable, Protocol
 
 from trayagent.core.model import Kind, Transfer, classify
 from trayagent.core.rules import FollowRules, Phase, Verdict, Wait, judge
-from trayagent.slskd.client import (
-    EnqueueResult, SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable,
-)
+from trayagent.slskd.client import EnqueueResult
+from trayagent.slskd.errors import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
 from trayagent.sync.search import SlskdCall
 from trayagent.sync.store import ACTIVE, ENQUEUING, READY, Attempt, SyncStore, TrackState
 
