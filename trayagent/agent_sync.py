@@ -33,7 +33,8 @@ def run_agent_sync(config: Config, note_cancels: Callable[[Collection[str]], Non
     The cancels the sync makes are noted before they are sent, so the agent's tracker reports
     those ends as cancelled (see actions.CancelNotingClient).
     """
-    from trayagent.sync.engine import SyncBusy, run_configured_sync
+    from trayagent.sync.store import SyncBusy
+    from trayagent.sync_cli import run_configured_sync
     from trayagent.sync.playlist import PlaylistError
 
     try:

@@ -347,7 +347,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from trayagent.paths import legacy_state_path
     from trayagent.core.model import utcnow
     from trayagent.store import CANCEL, StoreError, adopt_legacy, describe, note_issued_elsewhere
-    from trayagent.sync.engine import run_sync_command
+    from trayagent.sync_cli import run_sync_command
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 

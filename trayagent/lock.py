@@ -75,6 +75,11 @@ class InstanceLock:
         """The lock of one state database, beside it: one agent (or `clear`) per database."""
         return cls(state_path.parent, name=state_path.name + ".lock")
 
+    @classmethod
+    def for_sync(cls, state_path: Path) -> InstanceLock:
+        """The playlist sync's lock on one state file: one sync at a time (CLI or tray), beside an agent."""
+        return cls(state_path.parent, name=state_path.name + ".sync.lock")
+
     @property
     def held(self) -> bool:
         return self._fd is not None

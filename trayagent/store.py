@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 from urllib.parse import quote
 
 from trayagent.paths import legacy_state_path, make_private_dir
+from trayagent.db import BUSY_TIMEOUT, connect
 from trayagent.errors import TrayagentError
 from trayagent.core.model import Event, Finished, Kind, iso, parse_time
 from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 HISTORY_LIMIT = 1000
-#: How long a write waits for another process's lock on the database before giving up.
-BUSY_TIMEOUT = 5.0
 #: How many issued actions (retries, cancels) are remembered; the oldest are forgotten first.
 ISSUED_LIMIT = 5000
 
@@ -101,14 +100,7 @@ class Store:
                                            timeout=BUSY_TIMEOUT)
                 self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             else:
-                make_private_dir(self.path.parent)
-                fresh = not self.path.exists()
-                if fresh:  # create it private: it holds the user's download history
-                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                           timeout=BUSY_TIMEOUT)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db = connect(self.path, timeout=BUSY_TIMEOUT)
                 self._check_version()
                 self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:

@@ -40,6 +40,7 @@ from trayagent.core.model import (
     Transfer,
     classify,
 )
+from trayagent.core.rules import Wait, judge
 
 
 _WEEK = 7 * 86400.0
@@ -196,10 +197,6 @@ class Tracker:
             ended[joined[start:start + length]] = kind
             start += length
 
-    def pending_end(self) -> bool:
-        """Whether a tracked download shows an end that is not yet recorded (settling)."""
-        return any(d.failing_since or d.restart_since for d in self._tracked.values())
-
     def progress(self) -> Progress:
         p = Progress()
         for d in self._tracked.values():
@@ -247,11 +244,47 @@ class Tracker:
         """
         ch = Changes()
         self._cancelled = cancelled
+        matched = self._match(transfers, now, ch)
+        tracked = self._tracked
+        for key, t in matched.items():
+            d = tracked[key]
+            before = d.persistent()
+            self._observe(d, t, now, ch)
+            if key in tracked and d.persistent() != before:
+                ch.upserts[key] = d
+        if complete:
+            self._count_absent(matched, peers, now, ch)
+        if not self.initialized:
+            self.initialized = True
+            ch.initialized = True
+        if whole_list is None:
+            whole_list = peers is None
+        if whole_list:
+            self._full_polls += 1
+            if complete and self._full_polls % self.FORGET_EVERY == 0:
+                self._forget_absent(transfers, also_listed, ch)
+        return ch
+
+    def _count_absent(
+        self, matched: Mapping[str, Transfer], peers: AbstractSet[str] | None, now: datetime, ch: Changes,
+    ) -> None:
+        """Rule 3 for every followed download this poll could have listed and did not."""
+        absent = [k for k, d in self._tracked.items() if k not in matched and (peers is None or d.username in peers)]
+        for key in absent:
+            d = self._tracked[key]
+            before = d.persistent()
+            self._absent(d, now, ch)
+            if key in self._tracked and d.persistent() != before:
+                ch.upserts[key] = d
+
+    # ---------------------------------------------------------------- matching
+
+    def _match(self, transfers: Sequence[Transfer], now: datetime, ch: Changes) -> dict[str, Transfer]:
+        """Each listed record to the download it belongs to (rule 2); new downloads begin here."""
         matched: dict[str, Transfer] = {}
         unmatched: list[Transfer] = []
         ended = self._ended
         by_id = self._by_id
-
         for t in transfers:
             tid = t.id
             if tid in ended:
@@ -262,50 +295,26 @@ class Tracker:
             elif self._tracked[key].transfer_id == tid:
                 matched[key] = t
             # else: an alias, a superseded record of a tracked download: ignored
-
         if unmatched:
-            # Live records first, newest first: they are the likely re-enqueues.
-            unmatched.sort(key=lambda t: t.requested_at_raw or "", reverse=True)
-            unmatched.sort(key=lambda t: t.status.terminal)
-            for t in unmatched:
-                key = self._match_by_name(t, matched)
+            self._match_unknown(unmatched, matched, now, ch)
+        return matched
+
+    def _match_unknown(
+        self, unmatched: list[Transfer], matched: dict[str, Transfer], now: datetime, ch: Changes,
+    ) -> None:
+        """Ids nobody follows: a followed download's new id (matched by name), or a new download."""
+        # Live records first, newest first: they are the likely re-enqueues.
+        unmatched.sort(key=lambda t: t.requested_at_raw or "", reverse=True)
+        unmatched.sort(key=lambda t: t.status.terminal)
+        for t in unmatched:
+            key = self._match_by_name(t, matched)
+            if key is None:
+                key = self._begin(t, now, ch)
                 if key is None:
-                    key = self._begin(t, now, ch)
-                    if key is None:
-                        continue
-                else:
-                    self._switch_id(self._tracked[key], t.id)
-                matched[key] = t
-
-        for key, t in matched.items():
-            d = self._tracked[key]
-            before = d.persistent()
-            self._observe(d, t, now, ch)
-            if key in self._tracked and d.persistent() != before:
-                ch.upserts[key] = d
-
-        absent = [k for k, d in self._tracked.items() if k not in matched
-                  and (peers is None or d.username in peers)] if complete else ()
-        for key in absent:
-            d = self._tracked[key]
-            before = d.persistent()
-            self._absent(d, now, ch)
-            if key in self._tracked and d.persistent() != before:
-                ch.upserts[key] = d
-
-        if not self.initialized:
-            self.initialized = True
-            ch.initialized = True
-
-        if whole_list is None:
-            whole_list = peers is None
-        if whole_list:
-            self._full_polls += 1
-            if complete and self._full_polls % self.FORGET_EVERY == 0:
-                self._forget_absent(transfers, also_listed, ch)
-        return ch
-
-    # ---------------------------------------------------------------- matching
+                    continue
+            else:
+                self._switch_id(self._tracked[key], t.id)
+            matched[key] = t
 
     def _match_by_name(self, t: Transfer, matched: Mapping[str, Transfer]) -> str | None:
         keys = self._by_name.get((t.username, t.filename))
@@ -373,53 +382,48 @@ class Tracker:
         status = t.status
         kind = status.kind
 
-        if kind is Kind.QUEUED or kind is Kind.IN_PROGRESS:
+        if kind is Kind.QUEUED or kind is Kind.IN_PROGRESS:  # judge()'s GOING, without the call
             d.failing_since = d.restart_since = d.error = None
             if kind is Kind.IN_PROGRESS and not d.started:
                 d.started = True
                 ch.events.append(self._event(EventType.STARTED, d, t, now))
             return
-        if kind is not Kind.FAILED:
-            self._finish(d, t, kind, None, now, ch)
-            return
-        if self._was_cancelled(d):
-            self._finish(d, t, Kind.CANCELLED, None, now, ch)
-            return
+        casualty = kind is Kind.FAILED and t.is_shutdown_casualty
+        verdict = judge(
+            status, self.rules, casualty=casualty, failing_for=_since(d.failing_since, now),
+            restarting_for=_since(d.restart_since, now), cancelled=self._was_cancelled(d),
+        )
+        if kind is Kind.FAILED and verdict.outcome is not Kind.CANCELLED:
+            d.error = t.exception
+            self._run_clock(d, Wait.RESTART if casualty else Wait.FAILURE, now)
+        if verdict.ended:
+            assert verdict.outcome is not None
+            self._finish(d, t, verdict.outcome, verdict.reason, now, ch)
 
-        d.error = t.exception
-        if t.is_shutdown_casualty:
-            # slskd restarted under it; it returns under a new id after slskd logs in.
+    def _absent(self, d: Tracked, now: datetime, ch: Changes) -> None:
+        restarting = d.restart_since is not None
+        verdict = judge(
+            None, self.rules, failing_for=_since(d.failing_since, now),
+            restarting_for=_since(d.restart_since, now), missing_polls=d.missing_polls + 1,
+            cancelled=self._was_cancelled(d), last_reason=_last_reason(d),
+        )
+        if not restarting:  # gone after slskd's restart: waiting for it under a new id, uncounted
+            d.missing_polls += 1
+        if verdict.ended:
+            assert verdict.outcome is not None
+            self._finish(d, None, verdict.outcome, verdict.reason, now, ch)
+
+    @staticmethod
+    def _run_clock(d: Tracked, wait: Wait, now: datetime) -> None:
+        """Start the clock a failed download settles on (if not running), and stop the other."""
+        if wait is Wait.RESTART:
             d.failing_since = None
             if d.restart_since is None:
                 d.restart_since = now
-            if _elapsed(d.restart_since, now) >= self.rules.restart_window:
-                self._finish(d, t, kind, status.reason, now, ch)
-            return
-        d.restart_since = None
-        if not status.retryable:
-            self._finish(d, t, kind, status.reason, now, ch)
-            return
-        if d.failing_since is None:
-            d.failing_since = now
-        if _elapsed(d.failing_since, now) >= self.rules.failure_settle:
-            self._finish(d, t, kind, status.reason, now, ch)
-
-    def _absent(self, d: Tracked, now: datetime, ch: Changes) -> None:
-        if d.restart_since is not None:
-            # Gone after slskd's restart: waiting for it to come back under a new id.
-            if _elapsed(d.restart_since, now) >= self.rules.restart_window:
-                if self._was_cancelled(d):
-                    self._finish(d, None, Kind.CANCELLED, None, now, ch)
-                else:
-                    self._finish(d, None, Kind.FAILED, _last_reason(d) or "errored", now, ch)
-            return
-        d.missing_polls += 1
-        if d.missing_polls >= self.rules.grace_polls:
-            if self._was_cancelled(d):  # cancelled and removed from slskd's list
-                self._finish(d, None, Kind.CANCELLED, None, now, ch)
-                return
-            reason = _last_reason(d) if d.failing_since is not None else None
-            self._finish(d, None, Kind.FAILED, reason or "missing", now, ch)
+        else:
+            d.restart_since = None
+            if d.failing_since is None:
+                d.failing_since = now
 
     def _was_cancelled(self, d: Tracked) -> bool:
         cancelled = self._cancelled
@@ -476,8 +480,9 @@ class Tracker:
         )
 
 
-def _elapsed(since: datetime, now: datetime) -> float:
-    return (now - since).total_seconds()
+def _since(since: datetime | None, now: datetime) -> float | None:
+    """Seconds a clock has run, or None when it is not running."""
+    return None if since is None else (now - since).total_seconds()
 
 
 def _last_reason(d: Tracked) -> str | None:

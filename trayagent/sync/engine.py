@@ -1,7 +1,7 @@
 """Playlist sync: wanted tracks -> searches -> ranked candidates -> downloads, with retries.
 
 The engine is a single-threaded loop of short ticks so it can be stopped at any moment and
-picked up again: every decision is written to SQLite (sync_store.py) *before* the request that
+picked up again: every decision is written to SQLite (sync/store.py) *before* the request that
 acts on it, so a crash between the two is reconciled on the next start instead of repeated.
 
 Being a good Soulseek citizen, and never stalling, drive the shape:
@@ -9,7 +9,7 @@ Being a good Soulseek citizen, and never stalling, drive the shape:
   waiting in a peer's queue costs nothing here, so queued transfers never hold up searching
   or enqueueing; only transfers that may be *in progress* are bounded (`max_in_progress`);
 - one search per track, a different query form only when one finds nothing acceptable
-  (sync_search.py, queries.py); every search deleted from slskd once read;
+  (sync/search.py, queries.py); every search deleted from slskd once read;
 - a failed, rejected, timed-out, too-long-queued or stalled download moves to the next
   candidate of the *same* search; a peer+file that failed for a track is never asked again;
   a new search only when the pool is exhausted, after a backoff;
@@ -23,27 +23,35 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, ParamSpec, Protocol, Sequence, TypeVar
 
 from trayagent.config import SyncConfig
 from trayagent.sync.library import LocalLibrary
 from trayagent.core.model import Transfer, parse_flags
+from trayagent.core.rules import FollowRules
+from trayagent.core.tracker import Rules
+from trayagent.lock import AlreadyRunning, InstanceLock
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.queries import query_forms, why_unsearchable
 from trayagent.sync.ranking import Candidate, RankPrefs, rank_files
 from trayagent.slskd.errors import SlskdBusy, SlskdError, SlskdUnauthorized, SlskdUnreachable
-from trayagent.sync.lock import RunLock
-from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, track_result
-from trayagent.sync.search import SearchRunner, SearchTimings
+from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, progress_of, track_result
+from trayagent.sync.search import SearchClient, SearchRunner, SearchTimings
 from trayagent.sync.store import (
     ACTIVE, COMPLETED, ENQUEUING, FAILED, NOT_FOUND, OBTAINED, PENDING, PICKED, PRESENT, READY, SEARCHING,
     TERMINAL, Attempt, SyncBusy, SyncStore, TrackState, legacy_key,
 )
-from trayagent.sync.transfers import TransferFollower
+from trayagent.sync.transfers import TransferClient, TransferFollower
 
 log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class SyncClient(SearchClient, TransferClient, Protocol):
+    """What the sync asks of slskd: SlskdClient, or a wrapper that notes its cancels."""
 
 
 @dataclass(slots=True)
@@ -54,8 +62,7 @@ class EngineTimings:
     max_searches: int = 4  # searches running at once (the rate still spaces their starts)
     search_timeout_ms: int | None = None  # slskd's searchTimeout; None: [sync] search_timeout
     search_guard: float = 180.0  # give up on a search that never completes
-    settle: float = 65.0  # a retryable failure must stay failed this long (slskd retries)
-    casualty_wait: float = 600.0  # slskd restarted: it re-enqueues after logging in again
+    rules: FollowRules = field(default_factory=Rules)  # the tracker's settle/restart/grace rules
     busy_backoff: float = 2.0  # after a 429
     search_backoff: float = 300.0  # before searching again for an exhausted pool, doubling
     max_search_rounds: int = 3
@@ -69,7 +76,7 @@ class SyncEngine(TransferFollower):
 
     def __init__(
         self,
-        client: Any,
+        client: SyncClient,
         config: SyncConfig,
         store_path: str | os.PathLike[str],
         clock: Callable[[], float] = time.time,
@@ -119,8 +126,12 @@ class SyncEngine(TransferFollower):
         on a copy of the store (so it changes nothing) but shares the search clock.
         """
         stop = stop_event or threading.Event()
-        lock = RunLock(self.store_path.with_name(self.store_path.name + ".sync.lock"))
-        lock.acquire()
+        lock = InstanceLock.for_sync(self.store_path)
+        try:
+            lock.acquire()
+        except AlreadyRunning as exc:
+            who = f" (pid {exc.pid})" if exc.pid is not None else ""
+            raise SyncBusy(f"another sync is already running{who}") from None
         scratch = tempfile.TemporaryDirectory(prefix="trayagent-dry-run-") if self.dry_run else None
         try:
             self._store = self._open_store(scratch)
@@ -149,28 +160,16 @@ class SyncEngine(TransferFollower):
     def _open_store(self, scratch: tempfile.TemporaryDirectory[str] | None) -> SyncStore:
         if scratch is None:
             return SyncStore(self.store_path)
-        path = Path(scratch.name) / "dry-run.sqlite3"
-        if self.store_path.exists():
-            real = SyncStore(self.store_path)
-            try:
-                real.copy_to(path)
-            finally:
-                real.close()
-        return SyncStore(path)
+        return SyncStore.scratch_copy(self.store_path, Path(scratch.name) / "dry-run.sqlite3")
 
     def _close_store(self, scratch: tempfile.TemporaryDirectory[str] | None) -> None:
         store, self._store = self._store, None
         if store is None:
             return
-        last = store.meta("last_search_at")
+        if scratch is not None:  # the dry run's searches count against the next run's rate
+            store.carry_search_clock(self.store_path)
         store.close()
         if scratch is not None:
-            if last is not None:  # the dry run's searches count against the next run's rate
-                real = SyncStore(self.store_path)
-                try:
-                    real.set_meta("last_search_at", last)
-                finally:
-                    real.close()
             scratch.cleanup()
 
     def _settled_state(self, state: TrackState) -> bool:
@@ -235,7 +234,7 @@ class SyncEngine(TransferFollower):
             return self.t.poll_interval
         return max(0.005, min(self.t.poll_interval, self.searcher.next_allowed(now)))
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Call slskd; track how long it has been unreachable; unauthorised ends the run."""
         try:
             result = fn(*args, **kwargs)
@@ -336,7 +335,7 @@ class SyncEngine(TransferFollower):
         if responses is not None:
             self._searched(state, responses)
 
-    def _searched(self, state: TrackState, responses: Sequence[dict[str, Any]]) -> None:
+    def _searched(self, state: TrackState, responses: Sequence[Mapping[str, object]]) -> None:
         now = self.clock()
         exclude = {(u, f) for u, f, _o in self.store.tried(state.key)}
         ranking = rank_files(state.wanted, responses, self.prefs)
@@ -482,27 +481,11 @@ class SyncEngine(TransferFollower):
         settled, self._settled = tuple(self._settled), []
         if cb is None:
             return
-        progress = SyncProgress(
-            total=len(states),
-            done=sum(1 for s in states if s.status in TERMINAL),
-            active=sum(1 for s in states if s.status in (ACTIVE, ENQUEUING)),
-            searching=sum(1 for s in states if s.status == SEARCHING),
-            completed=sum(1 for s in states if s.status == COMPLETED and not s.skipped),
-            failed=sum(1 for s in states if s.status == FAILED),
-            not_found=sum(1 for s in states if s.status == NOT_FOUND),
-            current=next((s.label for s in states if s.status == SEARCHING), ""),
-            downloading=sum(1 for s in states if s.status == ACTIVE and self._downloading(s)),
-            eta=self._eta(states),
-            settled=settled,
-        )
+        progress = progress_of(states, self._eta(states), settled)
         try:
             cb(progress)
         except Exception:  # a broken progress display must not stop the sync
             log.exception("progress callback failed")
-
-    @staticmethod
-    def _downloading(state: TrackState) -> bool:
-        return state.current is not None and bool(parse_flags(state.current.state) & {"InProgress", "Initializing"})
 
     def _result(self, state: TrackState) -> TrackResult:
         return track_result(state, self.store.tried(state.key) if self._store else [])
@@ -512,10 +495,4 @@ class SyncEngine(TransferFollower):
                           dry_run=self.dry_run)
 
 
-# The entry points live in sync_cli.py; these names stay importable from here.
-from trayagent.sync_cli import run_configured_sync, run_sync_command  # noqa: E402
-
-__all__ = [
-    "EngineTimings", "LocalLibrary", "SyncBusy", "SyncEngine", "SyncProgress", "SyncReport",
-    "SyncStore", "TrackResult", "TrackState", "run_configured_sync", "run_sync_command",
-]
+__all__ = ["EngineTimings", "SyncClient", "SyncEngine"]

@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from trayagent.config import SyncConfig
 from trayagent.sync.titles import (
@@ -154,7 +154,7 @@ class Candidate:
     upload_speed: int = 0
     title_sim: float = 0.0
     artist_sim: float = 0.0
-    sort_key: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    sort_key: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -167,7 +167,7 @@ class Candidate:
             else f"{self.extension} {self.bitrate} kbps"
         return f"{short_path(self.filename)} ({quality}, {slot}) from {self.username}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "username": self.username, "filename": self.filename, "size": self.size,
             "extension": self.extension, "score": self.score, "bitrate": self.bitrate,
@@ -176,14 +176,16 @@ class Candidate:
         }
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Candidate:
+    def from_json(cls, obj: Mapping[str, object]) -> Candidate:
+        """Back from `to_json`: the store keeps each track's pool of candidates as JSON."""
+        bitrate, length = _num(obj.get("bitrate")), _num(obj.get("length"))
         return cls(
             username=str(obj["username"]), filename=str(obj["filename"]),
-            size=int(obj.get("size") or 0), extension=str(obj.get("extension") or ""),
-            score=float(obj.get("score") or 0.0), bitrate=obj.get("bitrate"),
-            length=obj.get("length"), has_free_slot=bool(obj.get("has_free_slot")),
-            queue_length=int(obj.get("queue_length") or 0),
-            upload_speed=int(obj.get("upload_speed") or 0),
+            size=int(_num(obj.get("size")) or 0), extension=str(obj.get("extension") or ""),
+            score=_num(obj.get("score")) or 0.0, bitrate=int(bitrate) if bitrate is not None else None,
+            length=length, has_free_slot=bool(obj.get("has_free_slot")),
+            queue_length=int(_num(obj.get("queue_length")) or 0),
+            upload_speed=int(_num(obj.get("upload_speed")) or 0),
         )
 
 
@@ -246,7 +248,7 @@ def split_path(filename: str) -> list[str]:
     return [p for p in re.split(r"[\\/]+", filename) if p]
 
 
-def file_extension(filename: str, declared: Any = None) -> str:
+def file_extension(filename: str, declared: object = None) -> str:
     """Lower-case extension without the dot; slskd's own field first, the name as fallback."""
     if isinstance(declared, str) and declared.strip():
         return declared.strip().lower().lstrip(".")
@@ -254,7 +256,8 @@ def file_extension(filename: str, declared: Any = None) -> str:
     return last.rsplit(".", 1)[-1].lower() if "." in last else ""
 
 
-def _num(value: Any) -> float | None:
+def _num(value: object) -> float | None:
+    """A positive number from JSON, else None (a bool, a string, NaN, zero or below are not)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if value != value or value <= 0:
@@ -344,7 +347,8 @@ def _length_gate(want: _Want, length: float | None, estimated: bool, stem_words:
 
 
 def judge_file(
-    want: _Want, response: Mapping[str, Any], file: Mapping[str, Any], prefs: RankPrefs, locked: bool = False
+    want: _Want, response: Mapping[str, object], file: Mapping[str, object], prefs: RankPrefs,
+    locked: bool = False,
 ) -> Candidate | Miss | None:
     """One file of one response: a Candidate, a Miss with the reason, or None (junk, not audio)."""
     filename, username = file.get("filename"), response.get("username")
@@ -389,7 +393,7 @@ def judge_file(
                       diff, prefs)
 
 
-def _candidate(want: _Want, response: Mapping[str, Any], username: str, filename: str, ext: str, size: int,
+def _candidate(want: _Want, response: Mapping[str, object], username: str, filename: str, ext: str, size: int,
                length: float | None, bitrate: float | None, t_sim: float, a_sim: float,
                soft: frozenset[str], diff: float | None, prefs: RankPrefs) -> Candidate:
     """Place a file that passed every gate: the order in the module doc, as a sort key."""
@@ -418,7 +422,7 @@ def _candidate(want: _Want, response: Mapping[str, Any], username: str, filename
 
 def rank_files(
     wanted: Wanted,
-    responses: Iterable[Mapping[str, Any]],
+    responses: Iterable[Mapping[str, object]],
     prefs: RankPrefs | None = None,
     exclude: Iterable[tuple[str, str]] = (),
     keep_misses: int = 3,
@@ -462,7 +466,7 @@ def rank_files(
 
 def rank(
     wanted: Wanted,
-    responses: Iterable[Mapping[str, Any]],
+    responses: Iterable[Mapping[str, object]],
     prefs: RankPrefs | None = None,
     exclude: Iterable[tuple[str, str]] = (),
 ) -> list[Candidate]:

@@ -13,11 +13,15 @@ tray's tooltip) so a track never reads as "queued" in one place and "pending" in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Sequence
+
+from trayagent.core.model import parse_flags
 
 from trayagent.sync.playlist import SkippedLine
 from trayagent.sync.ranking import short_path
-from trayagent.sync.store import ACTIVE, ENQUEUING, PENDING, PICKED, READY, SEARCHING, TrackState
+from trayagent.sync.store import (
+    ACTIVE, COMPLETED, ENQUEUING, FAILED, NOT_FOUND, PENDING, PICKED, READY, SEARCHING, TERMINAL, TrackState,
+)
 
 #: Report statuses in the order the totals list them.
 STATUSES = ("skipped", "completed", "picked", "queued", "pending", "not_searched", "failed", "not_found")
@@ -37,7 +41,7 @@ class TrackResult:
     found: bool = False
     near_misses: tuple[dict[str, str], ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["near_misses"] = list(self.near_misses)
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -110,8 +114,8 @@ class SyncReport:
         out.update({status: self.count(status) for status in STATUSES})
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.totals())
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.totals())
         out["stopped"] = self.stopped
         out["dry_run"] = self.dry_run
         if self.error:
@@ -184,6 +188,27 @@ class SyncProgress:
         return f"Sync {self.done}/{self.total}{tail}"
 
 
+def progress_of(states: Sequence[TrackState], eta: float | None, settled: tuple[str, ...]) -> SyncProgress:
+    """A snapshot of a run's tracks, in the report's vocabulary."""
+    return SyncProgress(
+        total=len(states),
+        done=sum(1 for s in states if s.status in TERMINAL),
+        active=sum(1 for s in states if s.status in (ACTIVE, ENQUEUING)),
+        searching=sum(1 for s in states if s.status == SEARCHING),
+        completed=sum(1 for s in states if s.status == COMPLETED and not s.skipped),
+        failed=sum(1 for s in states if s.status == FAILED),
+        not_found=sum(1 for s in states if s.status == NOT_FOUND),
+        current=next((s.label for s in states if s.status == SEARCHING), ""),
+        downloading=sum(1 for s in states if s.status == ACTIVE and _downloading(s)),
+        eta=eta,
+        settled=settled,
+    )
+
+
+def _downloading(state: TrackState) -> bool:
+    return state.current is not None and bool(parse_flags(state.current.state) & {"InProgress", "Initializing"})
+
+
 def format_eta(seconds: float) -> str:
     """"<1 min", "14 min", "2 h 05 min": as precise as an estimate deserves."""
     minutes = int(round(seconds / 60.0))
@@ -205,4 +230,6 @@ def progress_bar(progress: SyncProgress, width: int = 30) -> str:
     return text
 
 
-__all__ = ["STATUSES", "SyncProgress", "SyncReport", "TrackResult", "format_eta", "progress_bar", "track_result"]
+__all__ = [
+    "STATUSES", "SyncProgress", "SyncReport", "TrackResult", "format_eta", "progress_bar", "progress_of", "track_result",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable, ParamSpec, Protocol, TypeVar
 
 from trayagent.sync.queries import query_forms, why_unsearchable
 from trayagent.slskd.errors import SlskdBadResponse, SlskdBusy, SlskdError, SlskdNotFound, SlskdUnreachable
@@ -23,14 +23,26 @@ from trayagent.sync.store import PENDING, SEARCHING, SyncStore, TrackState
 log = logging.getLogger(__name__)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class SlskdCall(Protocol):
+    """The engine's way to call slskd: the call's own result, with reachability and login noted."""
+
+    def __call__(self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> _R: ...
+
+
 class SearchClient(Protocol):
-    """The part of SlskdClient a search needs."""
+    """The part of SlskdClient a search needs (its JSON as slskd sent it, narrowed where read)."""
 
-    def start_search(self, text: str, search_id: str | None = None, timeout_ms: int = 15000) -> dict[str, Any]: ...
+    def start_search(
+        self, text: str, search_id: str | None = None, timeout_ms: int = 15000
+    ) -> dict[str, object]: ...
 
-    def get_search(self, search_id: str, include_responses: bool = False) -> dict[str, Any]: ...
+    def get_search(self, search_id: str, include_responses: bool = False) -> dict[str, object]: ...
 
-    def search_responses(self, search_id: str) -> list[dict[str, Any]]: ...
+    def search_responses(self, search_id: str) -> list[dict[str, object]]: ...
 
     def delete_search(self, search_id: str) -> None: ...
 
@@ -53,7 +65,7 @@ class SearchRunner:
         self,
         client: SearchClient,
         store: Callable[[], SyncStore],
-        call: Callable[..., Any],
+        call: SlskdCall,
         clock: Callable[[], float],
         timings: SearchTimings,
     ) -> None:
@@ -150,12 +162,12 @@ class SearchRunner:
         state.next_at = now + delay
         self._store().save(state, now)
 
-    def poll(self, state: TrackState) -> list[dict[str, Any]] | None:
+    def poll(self, state: TrackState) -> list[dict[str, object]] | None:
         """The responses once the search has ended (and it is deleted), else None."""
         sid = state.search_id
         assert sid
         now = self.clock()
-        info: dict[str, Any]
+        info: dict[str, object]
         try:
             info = self._call(self.client.get_search, sid)
         except SlskdNotFound:
@@ -191,4 +203,4 @@ class SearchRunner:
             log.warning("could not delete search %s: %s", search_id, exc)
 
 
-__all__ = ["SearchClient", "SearchRunner", "SearchTimings"]
+__all__ = ["SearchClient", "SearchRunner", "SearchTimings", "SlskdCall"]

@@ -13,8 +13,10 @@ import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
+from trayagent.db import connect
+from trayagent.errors import TrayagentError
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.ranking import Candidate
 from trayagent.sync.titles import normalise
@@ -55,6 +57,8 @@ CREATE TABLE IF NOT EXISTS sync_attempts (
 CREATE INDEX IF NOT EXISTS sync_attempts_file ON sync_attempts (username, filename);
 """
 SCHEMA_VERSION = 1
+#: The sync writes beside a running agent (the same file), whose commits it may wait for.
+BUSY_TIMEOUT = 10.0
 
 
 # Keys before issue 10 cut the artist at "&" and "," and kept version words: read once so a
@@ -78,7 +82,7 @@ def legacy_key(artist: str, title: str) -> str:
     return f"{normalise(first.replace('+', ' '))}|{normalise(core.replace('+', ' '))}"
 
 
-class SyncBusy(Exception):
+class SyncBusy(TrayagentError):
     """Another sync (CLI or tray) is already running against the same state file."""
 
 
@@ -96,6 +100,8 @@ class Attempt:
     enqueued_at: float = 0.0
     queued_since: float | None = None  # first poll seen queued (reset when it starts)
     terminal_since: float | None = None  # first poll seen failed but possibly retried
+    restart_since: float | None = None  # first poll seen errored by slskd's own restart
+    missing_polls: int = 0  # polls in a row slskd no longer had it
     state: str = ""
     bytes_transferred: int = 0
     progress_at: float | None = None  # last poll that saw bytes move (or the start): stall clock
@@ -103,15 +109,14 @@ class Attempt:
 
 @dataclass(slots=True)
 class TrackState:
-    """Everything the engine knows about one wanted track; stored as JSON per track."""
+    """Everything the engine knows about one wanted track; stored as JSON per track.
+
+    `key` is the key the state is stored under: `wanted.key`, or an earlier version's key for a
+    track obtained before an upgrade (see `legacy_key`).
+    """
 
     key: str
-    artist: str
-    title: str
-    album: str | None = None
-    duration: float | None = None
-    source: str = ""
-    featured: list[str] = field(default_factory=list)
+    wanted: WantedTrack
     status: str = PENDING
     reason: str | None = None
     rounds: int = 0  # searches with the first query form started
@@ -120,11 +125,11 @@ class TrackState:
     search_id: str | None = None
     search_text: str | None = None
     search_started: float | None = None
-    pool: list[dict[str, Any]] = field(default_factory=list)
+    pool: list[dict[str, object]] = field(default_factory=list)
     found: bool = False  # some search found an acceptable candidate
     results: str | None = None  # the last search's verdict when nothing matched
     near_misses: list[dict[str, str]] = field(default_factory=list)
-    pick: dict[str, Any] | None = None  # dry run: the file that would be enqueued
+    pick: dict[str, object] | None = None  # dry run: the file that would be enqueued
     peer_base: int = 0  # peers tried before the latest retry round (max_attempts counts anew)
     current: Attempt | None = None
     next_at: float = 0.0
@@ -132,9 +137,12 @@ class TrackState:
     skipped: bool = False  # obtained before this run began (set per run, not stored)
 
     @property
-    def wanted(self) -> WantedTrack:
-        return WantedTrack(self.artist, self.title, self.album, self.duration, self.source,
-                           tuple(self.featured))
+    def artist(self) -> str:
+        return self.wanted.artist
+
+    @property
+    def title(self) -> str:
+        return self.wanted.title
 
     @property
     def label(self) -> str:
@@ -148,6 +156,7 @@ class TrackState:
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("skipped", None)
+        data.update(data.pop("wanted"))  # stored flat, as it always was
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -155,8 +164,10 @@ class TrackState:
         data = json.loads(text)
         cur = data.pop("current", None)
         data.pop("skipped", None)
-        known = set(cls.__dataclass_fields__)
-        state = cls(**{k: v for k, v in data.items() if k in known})
+        wanted = {k: data.pop(k) for k in WantedTrack.__dataclass_fields__ if k in data}
+        wanted["featured"] = tuple(wanted.get("featured") or ())
+        known = set(cls.__dataclass_fields__) - {"wanted"}
+        state = cls(wanted=WantedTrack(**wanted), **{k: v for k, v in data.items() if k in known})
         if isinstance(cur, dict):
             akeys = set(Attempt.__dataclass_fields__)
             state.current = Attempt(**{k: v for k, v in cur.items() if k in akeys})
@@ -164,8 +175,7 @@ class TrackState:
 
     @classmethod
     def new(cls, track: WantedTrack) -> TrackState:
-        return cls(track.key, track.artist, track.title, track.album, track.duration, track.source,
-                   featured=list(track.featured))
+        return cls(track.key, track)
 
 
 class SyncStore:
@@ -173,13 +183,8 @@ class SyncStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():  # private: it lists what the user downloads
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(self.path, timeout=BUSY_TIMEOUT)
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT v FROM sync_meta WHERE k='schema'").fetchone()
         if row is None:
@@ -198,11 +203,6 @@ class SyncStore:
         with self._lock:
             row = self._db.execute("SELECT data FROM sync_tracks WHERE key=?", (key,)).fetchone()
         return TrackState.from_json(row[0]) if row else None
-
-    def all_tracks(self) -> list[TrackState]:
-        with self._lock:
-            rows = self._db.execute("SELECT data FROM sync_tracks ORDER BY rowid").fetchall()
-        return [TrackState.from_json(r[0]) for r in rows]
 
     def save(self, state: TrackState, now: float) -> None:
         with self._tx() as db:
@@ -273,6 +273,28 @@ class SyncStore:
             finally:
                 dest.close()
 
+    @classmethod
+    def scratch_copy(cls, real: Path, path: Path) -> SyncStore:
+        """A store at `path` that starts as a copy of the one at `real` (if any): a dry run's."""
+        if real.exists():
+            store = cls(real)
+            try:
+                store.copy_to(path)
+            finally:
+                store.close()
+        return cls(path)
+
+    def carry_search_clock(self, real: Path) -> None:
+        """Write this (scratch) store's search clock into the store at `real`."""
+        last = self.meta("last_search_at")
+        if last is None:
+            return
+        store = SyncStore(real)
+        try:
+            store.set_meta("last_search_at", last)
+        finally:
+            store.close()
+
     def meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT v FROM sync_meta WHERE k=?", (key,)).fetchone()
@@ -296,7 +318,9 @@ class _Tx:
             raise
         return self._db
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+    ) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:

@@ -10,25 +10,39 @@ our back.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
-from trayagent.core.model import Kind, Transfer
+from trayagent.core.model import Kind, Transfer, classify
+from trayagent.core.rules import FollowRules, Phase, Verdict, Wait, judge
+from trayagent.slskd.client import EnqueueResult
 from trayagent.slskd.errors import SlskdBadResponse, SlskdError, SlskdNotFound, SlskdUnreachable
+from trayagent.sync.search import SlskdCall
 from trayagent.sync.store import ACTIVE, ENQUEUING, READY, Attempt, SyncStore, TrackState
 
 log = logging.getLogger(__name__)
 
 
-class _Settle(Protocol):
-    settle: float  # a retryable failure must stay failed this long (slskd retries)
-    casualty_wait: float  # slskd restarted: it re-enqueues after logging in again
+class TransferClient(Protocol):
+    """The part of SlskdClient that enqueues and follows the sync's downloads."""
+
+    def list_downloads(self) -> list[Transfer]: ...
+
+    def get_download(self, username: str, transfer_id: str) -> Transfer: ...
+
+    def enqueue(self, username: str, files: Iterable[tuple[str, int]]) -> EnqueueResult: ...
+
+    def cancel_download(self, username: str, transfer_id: str) -> None: ...
+
+
+class _Timings(Protocol):
+    rules: FollowRules  # the tracker's: failure settle, restart window, grace polls
 
 
 class TransferFollower:
     """The transfer side of SyncEngine (a mixin: the engine supplies what is declared here)."""
 
-    client: Any
-    t: _Settle
+    client: TransferClient
+    t: _Timings
     clock: Callable[[], float]
     queue_timeout: float
     stall_timeout: float
@@ -36,7 +50,7 @@ class TransferFollower:
 
     # Supplied by the engine.
     store: SyncStore
-    _call: Callable[..., Any]
+    _call: SlskdCall
     _attempt_failed: Callable[[TrackState, str], None]
     _succeeded: Callable[[TrackState], None]
 
@@ -99,12 +113,13 @@ class TransferFollower:
         return self._call(self.client.get_download, cur.username, cur.transfer_id)
 
     def _poll_transfer(self, state: TrackState) -> None:
+        """One look at the followed transfer, judged by the tracker's rules (core/rules.judge)."""
         cur = state.current
         assert cur is not None and cur.transfer_id
         try:
             transfer = self._current_transfer(cur)
         except SlskdNotFound:
-            self._attempt_failed(state, "download vanished from slskd")
+            self._vanished(state)
             return
         except SlskdBadResponse as exc:
             log.warning("polling %s: %s", state.label, exc)
@@ -112,51 +127,86 @@ class TransferFollower:
         if transfer is None:
             return
         moved = transfer.bytes_transferred > cur.bytes_transferred
-        cur.state, cur.bytes_transferred = transfer.state, transfer.bytes_transferred
-        kind = transfer.status.kind
-        if kind is Kind.SUCCEEDED:
+        cur.state, cur.bytes_transferred, cur.missing_polls = transfer.state, transfer.bytes_transferred, 0
+        status = transfer.status
+        casualty = status.kind is Kind.FAILED and transfer.is_shutdown_casualty
+        if casualty and self._follow_reenqueued(state):
+            return
+        now = self.clock()
+        verdict = judge(status, self.t.rules, casualty=casualty, failing_for=_since(cur.terminal_since, now),
+                        restarting_for=_since(cur.restart_since, now))
+        if verdict.phase is Phase.SETTLING:
+            assert verdict.wait is not None
+            self._settling(state, verdict.wait)
+        elif verdict.ended:
+            self._ended(state, transfer, verdict)
+        elif status.kind is Kind.QUEUED:
+            self._queued(state)
+        else:
+            self._running(state, moved)
+
+    def _follow_reenqueued(self, state: TrackState) -> bool:
+        """slskd restarted under it: follow the live record it re-enqueued under a new id, if any yet."""
+        cur = state.current
+        assert cur is not None
+        newer = self._find_download(cur.username, cur.filename)
+        if newer is None or newer.id == cur.transfer_id or newer.status.terminal:
+            return False
+        log.info("%s: slskd re-enqueued it after a restart; following %s", state.label, newer.id)
+        cur.transfer_id, cur.terminal_since, cur.restart_since, cur.missing_polls = newer.id, None, None, 0
+        self.store.set_attempt(state, cur.username, cur.filename, "active", self.clock(), transfer_id=newer.id)
+        return True
+
+    def _vanished(self, state: TrackState) -> None:
+        """slskd no longer has the transfer: after a restart it may come back; else gone after grace polls."""
+        cur = state.current
+        assert cur is not None
+        if cur.restart_since is not None and self._follow_reenqueued(state):
+            return
+        now = self.clock()
+        cur.missing_polls += 1
+        last = classify(cur.state)
+        verdict = judge(None, self.t.rules, failing_for=_since(cur.terminal_since, now),
+                        restarting_for=_since(cur.restart_since, now), missing_polls=cur.missing_polls,
+                        last_reason=last.reason if last.kind is Kind.FAILED else None)
+        if verdict.ended:
+            self._attempt_failed(state, "download vanished from slskd")
+
+    def _settling(self, state: TrackState, wait: Wait) -> None:
+        """Failed, but slskd may retry it or bring it back: start the clock it settles on."""
+        cur = state.current
+        assert cur is not None
+        now = self.clock()
+        if wait is Wait.RESTART:
+            cur.terminal_since, started = None, cur.restart_since is None
+            cur.restart_since = cur.restart_since if cur.restart_since is not None else now
+        else:
+            cur.restart_since, started = None, cur.terminal_since is None
+            cur.terminal_since = cur.terminal_since if cur.terminal_since is not None else now
+        if started:
+            self.store.save(state, now)
+
+    def _ended(self, state: TrackState, transfer: Transfer, verdict: Verdict) -> None:
+        cur = state.current
+        assert cur is not None
+        if verdict.outcome is Kind.SUCCEEDED:
             size = transfer.size or cur.size
             if size > 0 and transfer.bytes_transferred >= size:
                 self._succeeded(state)
             else:
                 self._attempt_failed(state, f"incomplete ({transfer.bytes_transferred}/{size} bytes)")
-        elif kind is Kind.CANCELLED:
+        elif verdict.outcome is Kind.CANCELLED:
             self._attempt_failed(state, "cancelled")
-        elif kind is Kind.FAILED:
-            self._failed(state, transfer)
-        elif kind is Kind.QUEUED:
-            self._queued(state)
         else:
-            self._running(state, moved)
-
-    def _failed(self, state: TrackState, transfer: Transfer) -> None:
-        cur = state.current
-        assert cur is not None
-        now = self.clock()
-        status = transfer.status
-        settle = self.t.settle
-        if transfer.is_shutdown_casualty:  # slskd restarted; it re-enqueues under a new id
-            settle = max(settle, self.t.casualty_wait)
-            newer = self._find_download(cur.username, cur.filename)
-            if newer is not None and newer.id != cur.transfer_id and not newer.status.terminal:
-                log.info("%s: slskd re-enqueued it after a restart; following %s", state.label, newer.id)
-                cur.transfer_id, cur.terminal_since = newer.id, None
-                self.store.set_attempt(state, cur.username, cur.filename, "active", now, transfer_id=newer.id)
-                return
-        if status.retryable:  # slskd may retry it under the same id: let it settle
-            if cur.terminal_since is None:
-                cur.terminal_since = now
-                self.store.save(state, now)
-            if now - cur.terminal_since < settle:
-                return
-            self._cancel(cur)  # a retry slskd schedules later must not run behind our back
-        self._attempt_failed(state, status.reason or "failed")
+            if transfer.status.retryable:
+                self._cancel(cur)  # a retry slskd schedules later must not run behind our back
+            self._attempt_failed(state, verdict.reason or "failed")
 
     def _queued(self, state: TrackState) -> None:
         cur = state.current
         assert cur is not None
         now = self.clock()
-        cur.terminal_since, cur.progress_at = None, None
+        cur.terminal_since, cur.restart_since, cur.progress_at = None, None, None
         if cur.queued_since is None:
             cur.queued_since = now
             self.store.save(state, now)
@@ -171,7 +221,7 @@ class TransferFollower:
         cur = state.current
         assert cur is not None
         now = self.clock()
-        cur.terminal_since = None
+        cur.terminal_since = cur.restart_since = None
         if cur.queued_since is not None or cur.progress_at is None:
             cur.queued_since, cur.progress_at = None, now
             self.store.save(state, now)
@@ -187,15 +237,19 @@ class TransferFollower:
             self._attempt_failed(state, f"stalled at {pct:.0f}% for {(now - cur.progress_at) / 60:.1f} min")
 
     def _cancel(self, cur: Attempt) -> None:
-        cancel = getattr(self.client, "cancel_download", None)
-        if cancel is None or not cur.transfer_id:
+        if not cur.transfer_id:
             return
         try:
-            self._call(cancel, cur.username, cur.transfer_id)
+            self._call(self.client.cancel_download, cur.username, cur.transfer_id)
         except SlskdUnreachable:
             raise
         except SlskdError as exc:
             log.warning("could not cancel %s from %s: %s", cur.filename, cur.username, exc)
 
 
-__all__ = ["TransferFollower"]
+def _since(since: float | None, now: float) -> float | None:
+    """Seconds a clock has run, or None when it is not running."""
+    return None if since is None else now - since
+
+
+__all__ = ["TransferClient", "TransferFollower"]
