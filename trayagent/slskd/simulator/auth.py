@@ -13,9 +13,8 @@ import os
 import threading
 import time
 import uuid
-from typing import Mapping
 
-from trayagent.slskd.simulator.wire import Response, dumps, empty, json_body, json_response
+from trayagent.slskd.simulator.wire import Headers, Response, dumps, empty, json_object_body, json_response
 
 TOKEN_LIFETIME = 7 * 24 * 3600
 
@@ -69,7 +68,7 @@ class TokenStore:
             self._secret = os.urandom(32)
 
 
-def authenticate(api_key: str | None, tokens: TokenStore, headers: Mapping[str, str]) -> tuple[bool, str | None]:
+def authenticate(api_key: str | None, tokens: TokenStore, headers: Headers) -> tuple[bool, str | None]:
     """(accepted, credential kind): "none" with auth off, "api-key", "bearer"; when refused,
     "invalid-bearer", "invalid-key" or None (no credential at all)."""
     if api_key is None:
@@ -91,13 +90,11 @@ def refusal(kind: str | None) -> Response:
     return Response(401, headers={"WWW-Authenticate": challenge}, auth="invalid" if kind else None)
 
 
-def login(username: str, password: str, tokens: TokenStore, headers: Mapping[str, str], body: bytes) -> Response:
+def login(username: str, password: str, tokens: TokenStore, headers: Headers, body: bytes) -> Response:
     """`POST session`: a token for the right username and password, else 400/401."""
-    data, err = json_body(headers, body)
-    if err is not None:
-        return err
-    if not isinstance(data, dict):
-        return empty(400)
+    data = json_object_body(headers, body)
+    if isinstance(data, Response):
+        return data
     user, given = data.get("username"), data.get("password")
     if not isinstance(user, str) or not user or not isinstance(given, str) or not given:
         return empty(400)

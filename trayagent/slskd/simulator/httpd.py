@@ -13,11 +13,11 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Protocol
 from urllib.parse import parse_qs
 
 from trayagent.slskd.simulator.state import RequestRecord
-from trayagent.slskd.simulator.wire import Response, empty, error_500
+from trayagent.slskd.simulator.wire import IncomingRequest, Response, empty, error_500
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,7 @@ class Backend(Protocol):
 
     on_request: Callable[[str, str], None] | None
 
-    def handle_request(
-        self,
-        method: str,
-        raw_path: str,
-        query: dict[str, str],
-        headers: Mapping[str, str],
-        body: bytes,
-        closing: threading.Event,
-    ) -> Response: ...
+    def handle_request(self, request: IncomingRequest) -> Response: ...
 
     def record_request(self, rec: RequestRecord) -> None: ...
 
@@ -120,7 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:
                 log.exception("simulator on_request hook failed")
         try:
-            resp = backend.handle_request(method, raw_path, query, self.headers, body, self.server.closing)
+            request = IncomingRequest(method, raw_path, query, self.headers, body, self.server.closing)
+            resp = backend.handle_request(request)
         except Exception as exc:  # a bug in the simulator must still answer like slskd would
             log.exception("simulator handler failed")
             resp = error_500(f"{type(exc).__name__}: {exc}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 from urllib.parse import unquote
 
 from trayagent.slskd.simulator import auth, faults, search_routes, transfer_routes
 from trayagent.slskd.simulator.state import SlskdState
-from trayagent.slskd.simulator.wire import VERSION, JsonObject, Response, empty, json_response, parse_bool, parse_guid
+from trayagent.slskd.simulator.wire import (
+    VERSION, Headers, IncomingRequest, JsonObject, Response, empty, json_response, parse_bool, parse_guid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +32,14 @@ class Request:
     parts: list[str]  # path segments after the URL base, as sent
     low: list[str]  # the same, lower-cased (slskd's routes are case-insensitive)
     query: dict[str, str]
-    headers: Mapping[str, str]
+    headers: Headers
     body: bytes
     closing: threading.Event  # set when the listener that took this request goes away
 
 
-def handle(
-    state: SlskdState,
-    method: str,
-    raw_path: str,
-    query: dict[str, str],
-    headers: Mapping[str, str],
-    body: bytes,
-    closing: threading.Event,
-) -> Response:
+def handle(state: SlskdState, incoming: IncomingRequest) -> Response:
     """The answer slskd gives to one request, injected faults included."""
+    method, raw_path = incoming.method, incoming.raw_path
     base = state.url_base
     # slskd's UsePathBase strips the base from a path that starts with it (case-insensitive,
     # whole segments) and serves every other path unchanged: both spellings work.
@@ -54,13 +49,14 @@ def handle(
     if rel.endswith("/"):
         rel = rel[:-1]
     parts = rel.split("/") if rel else []
-    req = Request(method, parts, [p.lower() for p in parts], query, headers, body, closing)
+    req = Request(method, parts, [p.lower() for p in parts], incoming.query, incoming.headers, incoming.body,
+                  incoming.closing)
     if req.low[:3] == ["api", "v0", "transfers"]:
         with state.lock:
             fault = state.fault_queue.take(method, parts, req.low)
         if fault is not None:
             log.debug("injecting fault %s on %s %s", fault, method, raw_path)
-            resp = faults.fault_response(fault, closing, state.stopping, state.timeout_fault_seconds)
+            resp = faults.fault_response(fault, incoming.closing, state.stopping, state.timeout_fault_seconds)
             if resp is not None:
                 return resp
             if fault == "broken_json":

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from typing import Mapping
 
-from trayagent.slskd.simulator.searches import query_terms
+from trayagent.slskd.simulator.searches import Search, query_terms
 from trayagent.slskd.simulator.state import SlskdState
-from trayagent.slskd.simulator.wire import Response, empty, error_500, json_body, json_response, parse_bool, parse_guid
+from trayagent.slskd.simulator.wire import (
+    Headers, Response, empty, error_500, json_object_body, json_response, parse_bool, parse_guid,
+)
 
 _OPTION_DEFAULTS = {
     "fileLimit": 25000, "maximumPeerQueueLength": 2147483647, "minimumPeerUploadSpeed": 0,
@@ -22,21 +23,20 @@ _OPTION_DEFAULTS = {
 }
 
 
-def search_request(headers: Mapping[str, str], body: bytes) -> tuple[str, str, dict[str, int]] | Response:
+def search_request(headers: Headers, body: bytes) -> tuple[str, str, dict[str, int]] | Response:
     """POST searches' body as SearchRequest binds and validates it: (id, text, options) or a 4xx."""
-    data, err = json_body(headers, body)
-    if err is not None:
-        return err
-    if not isinstance(data, dict):
-        return empty(400)
+    data = json_object_body(headers, body)
+    if isinstance(data, Response):
+        return data
     text = data.get("searchText")
     if not isinstance(text, str) or not text.strip():  # [Required] on SearchRequest
         return json_response(400, "The SearchText field is required.")
-    sid: str | None = str(uuid.uuid4())
+    sid = str(uuid.uuid4())
     if data.get("id") is not None:
-        sid = parse_guid(str(data["id"]))
-        if sid is None:
+        given = parse_guid(str(data["id"]))
+        if given is None:
             return empty(400)
+        sid = given
     options: dict[str, int] = {}
     for name, default in _OPTION_DEFAULTS.items():
         value = data.get(name, default)
@@ -50,7 +50,7 @@ def search_request(headers: Mapping[str, str], body: bytes) -> tuple[str, str, d
     return sid, text, options
 
 
-def start_search(state: SlskdState, headers: Mapping[str, str], body: bytes) -> Response:
+def start_search(state: SlskdState, headers: Headers, body: bytes) -> Response:
     request = search_request(headers, body)
     if isinstance(request, Response):
         return request
@@ -78,6 +78,12 @@ def start_search(state: SlskdState, headers: Mapping[str, str], body: bytes) -> 
         return json_response(200, search.to_json(False))
 
 
+def _current(state: SlskdState, sid: str) -> Search | None:
+    """The search as of now (responses that have arrived, ended if due); the caller holds the lock."""
+    state.search_book.advance(time.monotonic())
+    return state.search_book.searches.get(sid)
+
+
 def list_searches(state: SlskdState) -> Response:
     with state.lock:
         state.search_book.advance(time.monotonic())
@@ -89,15 +95,13 @@ def get_search(state: SlskdState, sid: str, query: dict[str, str]) -> Response:
     if include is None:
         return empty(400)
     with state.lock:
-        state.search_book.advance(time.monotonic())
-        search = state.search_book.searches.get(sid)
+        search = _current(state, sid)
         return json_response(200, search.to_json(include)) if search else empty(404)
 
 
 def search_responses(state: SlskdState, sid: str) -> Response:
     with state.lock:
-        state.search_book.advance(time.monotonic())
-        search = state.search_book.searches.get(sid)
+        search = _current(state, sid)
         if search is None:
             return empty(404)
         return json_response(200, copy.deepcopy(search.received) if search.complete else [])
@@ -105,8 +109,7 @@ def search_responses(state: SlskdState, sid: str) -> Response:
 
 def cancel_search(state: SlskdState, sid: str) -> Response:
     with state.lock:
-        state.search_book.advance(time.monotonic())
-        search = state.search_book.searches.get(sid)
+        search = _current(state, sid)
         if search is None:
             return empty(404)
         if not search.complete:

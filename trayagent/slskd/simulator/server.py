@@ -20,7 +20,7 @@ from trayagent.slskd.simulator.records import apply_state
 from trayagent.slskd.simulator.searches import Matcher
 from trayagent.slskd.simulator.state import DEFAULT_API_KEY, RequestRecord, SimulatorError, SlskdState
 from trayagent.slskd.simulator.transfers import backdate, has_traversal
-from trayagent.slskd.simulator.wire import JsonObject, Response, flags
+from trayagent.slskd.simulator.wire import IncomingRequest, JsonObject, Response, flags
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +143,9 @@ class Simulator(SlskdState):
 
     # ------------------------------------------------------------------ what the listener calls
 
-    def handle_request(
-        self,
-        method: str,
-        raw_path: str,
-        query: dict[str, str],
-        headers: Mapping[str, str],
-        body: bytes,
-        closing: threading.Event,
-    ) -> Response:
+    def handle_request(self, request: IncomingRequest) -> Response:
         """The answer to one request (called by the HTTP listener's threads)."""
-        return routes.handle(self, method, raw_path, query, headers, body, closing)
+        return routes.handle(self, request)
 
     def track_connection(self, conn: socket.socket, is_open: bool) -> None:
         """Keep the open connections, so a restart can drop them all as slskd's would be."""

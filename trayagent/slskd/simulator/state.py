@@ -50,13 +50,7 @@ class Session:
 class SlskdState:
     """Settings and state of one simulated slskd; every change happens under `lock`."""
 
-    def __init__(
-        self,
-        api_key: str | None = DEFAULT_API_KEY,
-        url_base: str = "",
-        username: str = "slskd",
-        password: str = "slskd",
-    ) -> None:
+    def __init__(self, api_key: str | None, url_base: str, username: str, password: str) -> None:
         self.api_key = api_key
         base = "/" + url_base.strip("/") if url_base.strip("/") else ""
         self.url_base = base

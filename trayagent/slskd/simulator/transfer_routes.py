@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Mapping
+from typing import Callable
 from urllib.parse import unquote
 
-from trayagent.slskd.simulator.records import group
+from trayagent.slskd.simulator.records import TransferRecord, group
 from trayagent.slskd.simulator.state import SlskdState
 from trayagent.slskd.simulator.transfers import FileRequest, has_traversal
-from trayagent.slskd.simulator.wire import Response, empty, error_500, json_body, json_response, parse_bool, parse_guid
+from trayagent.slskd.simulator.wire import (
+    Headers, Json, Response, empty, error_500, json_body, json_response, parse_bool, parse_guid,
+)
 
 #: TransfersController's enqueue limiter (SemaphoreSlim(2, 2)): a third concurrent POST gets 429.
 ENQUEUE_CONCURRENCY = 2
@@ -47,24 +49,22 @@ def user_downloads(state: SlskdState, user: str) -> Response:
         return json_response(200, group(records, now)[0])
 
 
-def get_download(state: SlskdState, raw_id: str) -> Response:
+def _with_record(state: SlskdState, raw_id: str, answer: Callable[[TransferRecord], Json]) -> Response:
+    """200 with `answer(record)` (taken under the lock); 400 for a malformed id, 404 for an unknown one."""
     tid = _transfer_id(raw_id)
     if tid is None:
         return empty(400)
     with state.lock:
         rec = state.transfer_book.records.get(tid)
-        return json_response(200, rec.to_json()) if rec is not None else empty(404)
+        return json_response(200, answer(rec)) if rec is not None else empty(404)
+
+
+def get_download(state: SlskdState, raw_id: str) -> Response:
+    return _with_record(state, raw_id, lambda rec: rec.to_json())
 
 
 def position(state: SlskdState, raw_id: str) -> Response:
-    tid = _transfer_id(raw_id)
-    if tid is None:
-        return empty(400)
-    with state.lock:
-        rec = state.transfer_book.records.get(tid)
-        if rec is None:
-            return empty(404)
-        return json_response(200, state.transfer_book.position(rec))
+    return _with_record(state, raw_id, state.transfer_book.position)
 
 
 def delete_download(state: SlskdState, raw_id: str, query: dict[str, str]) -> Response:
@@ -91,7 +91,7 @@ def clear_completed(state: SlskdState) -> Response:
     return empty(204)
 
 
-def _enqueue_items(headers: Mapping[str, str], body: bytes) -> list[FileRequest] | Response:
+def _enqueue_items(headers: Headers, body: bytes) -> list[FileRequest] | Response:
     """The legacy enqueue body, a non-empty list of {filename, size}, bound as ASP.NET would."""
     data, err = json_body(headers, body)
     if err is not None:
@@ -112,7 +112,7 @@ def _enqueue_items(headers: Mapping[str, str], body: bytes) -> list[FileRequest]
 
 
 def legacy_enqueue(
-    state: SlskdState, user: str, headers: Mapping[str, str], body: bytes, closing: threading.Event
+    state: SlskdState, user: str, headers: Headers, body: bytes, closing: threading.Event
 ) -> Response:
     """`POST transfers/downloads/{username}`: 201 {enqueued, failed}, or slskd's refusals."""
     items = _enqueue_items(headers, body)

@@ -13,9 +13,10 @@ import math
 import re
 import time
 import uuid
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import Protocol
 
 VERSION = "0.26.0.0"
 
@@ -124,7 +125,25 @@ def parse_bool(value: str | None, default: bool) -> bool | None:
     return None
 
 
-# --------------------------------------------------------------------------- answers
+# --------------------------------------------------------------------------- requests and answers
+
+
+class Headers(Protocol):
+    """Request headers as http.server parses them: looked up by name, case-insensitively."""
+
+    def get(self, name: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """One request as the listener read it off the socket."""
+
+    method: str
+    raw_path: str  # as sent (URL base included), without the query string
+    query: dict[str, str]  # the first value of each parameter
+    headers: Headers
+    body: bytes
+    closing: threading.Event  # set when the listener that took this request goes away
 
 
 @dataclass(slots=True)
@@ -152,7 +171,7 @@ def error_500(message: str) -> Response:
     return json_response(500, message)
 
 
-def json_body(headers: Mapping[str, str], body: bytes) -> tuple[Json, Response | None]:
+def json_body(headers: Headers, body: bytes) -> tuple[Json, Response | None]:
     """Parse a [FromBody] JSON payload the way ASP.NET would reject it: 415 / 400."""
     ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
@@ -161,3 +180,13 @@ def json_body(headers: Mapping[str, str], body: bytes) -> tuple[Json, Response |
         return json.loads(body.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError):
         return None, empty(400)
+
+
+def json_object_body(headers: Headers, body: bytes) -> JsonObject | Response:
+    """A [FromBody] payload that must be a JSON object (a model class): the object, or 415/400."""
+    data, err = json_body(headers, body)
+    if err is not None:
+        return err
+    if not isinstance(data, dict):
+        return empty(400)
+    return data
