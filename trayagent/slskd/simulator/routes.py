@@ -16,7 +16,15 @@ from urllib.parse import unquote
 from trayagent.slskd.simulator import auth, faults, search_routes, transfer_routes
 from trayagent.slskd.simulator.state import SlskdState
 from trayagent.slskd.simulator.wire import (
-    VERSION, Headers, IncomingRequest, JsonObject, Response, empty, json_response, parse_bool, parse_guid,
+    VERSION,
+    Headers,
+    IncomingRequest,
+    JsonObject,
+    Response,
+    empty,
+    json_response,
+    parse_bool,
+    parse_guid,
 )
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,14 @@ import uuid
 from trayagent.slskd.simulator.searches import Search, query_terms
 from trayagent.slskd.simulator.state import SlskdState
 from trayagent.slskd.simulator.wire import (
-    Headers, Response, empty, error_500, json_object_body, json_response, parse_bool, parse_guid,
+    Headers,
+    Response,
+    empty,
+    error_500,
+    json_object_body,
+    json_response,
+    parse_bool,
+    parse_guid,
 )
 
 _OPTION_DEFAULTS = {

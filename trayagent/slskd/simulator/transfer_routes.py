@@ -16,7 +16,15 @@ from trayagent.slskd.simulator.records import TransferRecord, group
 from trayagent.slskd.simulator.state import SlskdState
 from trayagent.slskd.simulator.transfers import FileRequest, has_traversal
 from trayagent.slskd.simulator.wire import (
-    Headers, Json, Response, empty, error_500, json_body, json_response, parse_bool, parse_guid,
+    Headers,
+    Json,
+    Response,
+    empty,
+    error_500,
+    json_body,
+    json_response,
+    parse_bool,
+    parse_guid,
 )
 
 #: TransfersController's enqueue limiter (SemaphoreSlim(2, 2)): a third concurrent POST gets 429.

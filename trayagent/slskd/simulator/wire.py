@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 import uuid
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
