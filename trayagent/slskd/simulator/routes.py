@@ -8,7 +8,6 @@ credential, decides what a client sees for every mistake it can make.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import unquote
@@ -17,7 +16,6 @@ from trayagent.slskd.simulator import auth, faults, search_routes, transfer_rout
 from trayagent.slskd.simulator.state import SlskdState
 from trayagent.slskd.simulator.wire import (
     VERSION,
-    Headers,
     IncomingRequest,
     JsonObject,
     Response,
@@ -34,15 +32,15 @@ Handler = Callable[[], Response]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request below /api/v0 (or not), as the routes read it."""
+    """A request with its path split into segments after the URL base, as the routes read it."""
 
-    method: str
+    incoming: IncomingRequest
     parts: list[str]  # path segments after the URL base, as sent
     low: list[str]  # the same, lower-cased (slskd's routes are case-insensitive)
-    query: dict[str, str]
-    headers: Headers
-    body: bytes
-    closing: threading.Event  # set when the listener that took this request goes away
+
+    @property
+    def method(self) -> str:
+        return self.incoming.method
 
 
 def handle(state: SlskdState, incoming: IncomingRequest) -> Response:
@@ -57,8 +55,7 @@ def handle(state: SlskdState, incoming: IncomingRequest) -> Response:
     if rel.endswith("/"):
         rel = rel[:-1]
     parts = rel.split("/") if rel else []
-    req = Request(method, parts, [p.lower() for p in parts], incoming.query, incoming.headers, incoming.body,
-                  incoming.closing)
+    req = Request(incoming, parts, [p.lower() for p in parts])
     if req.low[:3] == ["api", "v0", "transfers"]:
         with state.lock:
             fault = state.fault_queue.take(method, parts, req.low)
@@ -86,14 +83,14 @@ def _route(state: SlskdState, req: Request) -> Response:
     if lp == ["session", "enabled"]:
         return json_response(200, state.api_key is not None) if method == "GET" else empty(405)
     if lp == ["session"] and method == "POST":
-        return auth.login(state.username, state.password, state.tokens, req.headers, req.body)
+        return auth.login(state.username, state.password, state.tokens, req.incoming.headers, req.incoming.body)
 
     handler = _match(state, req)
     if handler is None:
         return empty(404)
     if isinstance(handler, Response):  # 405
         return handler
-    ok, kind = auth.authenticate(state.api_key, state.tokens, req.headers)
+    ok, kind = auth.authenticate(state.api_key, state.tokens, req.incoming.headers)
     if not ok:
         return auth.refusal(kind)
     resp = handler()
@@ -125,7 +122,7 @@ def _match_application(state: SlskdState, req: Request) -> Handler | Response | 
     if lp == ["application", "version"]:
         return _allow(req, {"GET": lambda: json_response(200, VERSION)})
     if lp == ["application", "version", "latest"]:  # the cached version state; ?forceCheck=true checks
-        return _allow(req, {"GET": lambda: _version_latest(state, req.query)})
+        return _allow(req, {"GET": lambda: _version_latest(state, req.incoming.query)})
     if lp == ["application", "gc"]:  # forces a collection; 200 with no body
         return _allow(req, {"POST": lambda: empty(200)})
     if lp == ["server"]:
@@ -148,19 +145,19 @@ def _match_transfers(state: SlskdState, req: Request) -> Handler | Response | No
     if lp[:2] != ["transfers", "downloads"]:
         return None
     if n == 2:
-        return _allow(req, {"GET": lambda: transfer_routes.list_downloads(state, req.query)})
+        return _allow(req, {"GET": lambda: transfer_routes.list_downloads(state, req.incoming.query)})
     if n == 4 and lp[2:] == ["all", "completed"] and req.method == "DELETE":
         return lambda: transfer_routes.clear_completed(state)
     user = unquote(p[2]) if n >= 3 else ""
     if n == 3:
         return _allow(req, {
             "GET": lambda: transfer_routes.user_downloads(state, user),
-            "POST": lambda: transfer_routes.legacy_enqueue(state, user, req.headers, req.body, req.closing),
+            "POST": lambda: transfer_routes.legacy_enqueue(state, user, req.incoming.headers, req.incoming.body, req.incoming.closing),
         })
     if n == 4:
         return _allow(req, {
             "GET": lambda: transfer_routes.get_download(state, p[3]),
-            "DELETE": lambda: transfer_routes.delete_download(state, p[3], req.query),
+            "DELETE": lambda: transfer_routes.delete_download(state, p[3], req.incoming.query),
         })
     if n == 5 and lp[4] == "position":
         return _allow(req, {"GET": lambda: transfer_routes.position(state, p[3])})
@@ -173,7 +170,7 @@ def _match_searches(state: SlskdState, req: Request) -> Handler | Response | Non
     if n == 1:
         return _allow(req, {
             "GET": lambda: search_routes.list_searches(state),
-            "POST": lambda: search_routes.start_search(state, req.headers, req.body),
+            "POST": lambda: search_routes.start_search(state, req.incoming.headers, req.incoming.body),
         })
     # The search routes use a {id:guid} constraint, so a non-GUID does not match: 404.
     sid = parse_guid(p[1]) if n >= 2 else None
@@ -181,7 +178,7 @@ def _match_searches(state: SlskdState, req: Request) -> Handler | Response | Non
         return None
     if n == 2:
         return _allow(req, {
-            "GET": lambda: search_routes.get_search(state, sid, req.query),
+            "GET": lambda: search_routes.get_search(state, sid, req.incoming.query),
             "PUT": lambda: search_routes.cancel_search(state, sid),
             "DELETE": lambda: search_routes.delete_search(state, sid),
         })
