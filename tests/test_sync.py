@@ -26,7 +26,7 @@ from trayagent.sync.engine import EngineTimings, SyncEngine
 from trayagent.sync.library import LocalLibrary
 from trayagent.sync.report import SyncProgress
 from trayagent.sync.store import SyncBusy, SyncStore
-from trayagent.sync_cli import run_sync_command
+from trayagent.sync_cli import run_configured_sync, run_sync_command
 
 API_KEY = "test-key-0123456789abcdef"
 LUCKY = WantedTrack("Daft Punk", "Get Lucky", "Random Access Memories", 248.0)
@@ -356,8 +356,6 @@ def test_succeeded_without_all_bytes_is_not_obtained(sim_fast, real_client, tmp_
 
 
 def test_run_configured_sync_for_the_tray(sim_fast, real_client, tmp_path, monkeypatch):
-    from trayagent.sync_cli import run_configured_sync
-
     config = _config(sim_fast, tmp_path, monkeypatch, playlists=())
     with pytest.raises(ValueError):
         run_configured_sync(config, client=real_client)
@@ -604,3 +602,30 @@ def test_cli_ctrl_c_stops_cleanly_and_saves_state(sim_fast, tmp_path, monkeypatc
     assert code == 1 and data["stopped"] and data["queued"] == 1
     assert signal.getsignal(signal.SIGINT) is before
     assert len(sim_fast.transfers()) == 1
+
+
+def test_sync_follows_downloads_by_the_users_tracking_rules(sim_fast, tmp_path, monkeypatch):
+    """Issue 11.2: one rule set. The [tracking] section the user set is the sync's too."""
+    import trayagent.sync_cli as sync_cli
+    from trayagent.core.tracker import Rules
+
+    seen: list[object] = []
+
+    class Recording(SyncEngine):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            seen.append(self.t.rules)
+
+        def run(self, *args: Any, **kw: Any) -> Any:  # the rules are what this test is about
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync_cli, "SyncEngine", Recording)
+    playlist = tmp_path / "p.m3u"
+    playlist.write_text("#EXTINF:248,Daft Punk - Get Lucky\nx.mp3\n")
+    config = _config(sim_fast, tmp_path, monkeypatch)
+    config.tracking = Rules(failure_settle=7.0, restart_window=42.0, grace_polls=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_configured_sync(config, [str(playlist)])
+    with pytest.raises(KeyboardInterrupt):
+        run_sync_command(config, [str(playlist)], True, io.StringIO(), io.StringIO())
+    assert seen == [config.tracking, config.tracking]

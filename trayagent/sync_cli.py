@@ -7,12 +7,13 @@ import os
 import signal
 import threading
 from dataclasses import replace
+from functools import partial
 from typing import IO, Callable, Sequence
 
 from trayagent.config import Config
 from trayagent.errors import TrayagentError
 from trayagent.slskd.client import SlskdClient
-from trayagent.sync.engine import SyncClient, SyncEngine
+from trayagent.sync.engine import EngineTimings, SyncClient, SyncEngine
 from trayagent.sync.playlist import PlaylistError, SkippedLine, load_playlists
 from trayagent.sync.report import SyncProgress, SyncReport, format_eta, progress_bar
 
@@ -36,7 +37,7 @@ def run_configured_sync(
     tracks = load_playlists(chosen, skipped)
     client, own_client = _client_for(config, client)
     try:
-        engine = SyncEngine(client, config.sync, config.state_path)
+        engine = SyncEngine(client, config.sync, config.state_path, timings=EngineTimings(rules=config.tracking))
         report = engine.run(tracks, progress_cb=progress_cb, stop_event=stop_event)
         return _with_skipped(report, skipped)
     finally:
@@ -121,7 +122,7 @@ def run_sync_command(
         err.write(f"trayagent sync: {exc}\n")
         return 2
     client, own_client = _client_for(config, client)
-    factory = engine_factory or SyncEngine
+    factory = engine_factory or partial(SyncEngine, timings=EngineTimings(rules=config.tracking))
     engine = factory(client, config.sync, config.state_path, **({"dry_run": True} if dry_run else {}))
     display = _Display(err)
     stop = stop_event or threading.Event()
