@@ -400,7 +400,7 @@ class TestTrayApp:
 
     def test_open_slskd_uses_web_url_or_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
         opened: list[str] = []
-        monkeypatch.setattr(openers.webbrowser, "open", lambda url: opened.append(url) or True)
+        monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
         agent = FakeAgent()
         app, _ = make_app(agent)
         app._on_menu(T.OPEN_SLSKD)
@@ -411,7 +411,7 @@ class TestTrayApp:
 
     def test_open_url_refuses_non_http(self, monkeypatch: pytest.MonkeyPatch) -> None:
         opened: list[str] = []
-        monkeypatch.setattr(openers.webbrowser, "open", lambda url: opened.append(url) or True)
+        monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
         assert openers.open_url("file:///etc/passwd") is False
         assert openers.open_url("javascript:alert(1)") is False
         assert openers.open_url("https://slskd.example/") is True

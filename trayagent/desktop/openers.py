@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import webbrowser
 from urllib.parse import urlsplit
 
 from trayagent.desktop.labels import folder_name, sanitize
@@ -35,13 +34,14 @@ def local_folder(download_dir: str | None, filename: str) -> str | None:
     return os.path.join(base, segment)
 
 
-
 def open_url(url: str) -> bool:
     """Open slskd's web UI; only http(s) URLs, so a config typo can't launch a local file."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         log.warning("not opening %r: slskd's web URL must start with http:// or https://", url)
         return False
+    import webbrowser  # here, not at the top: a headless agent never opens a browser
+
     return webbrowser.open(url.strip())
 
 
