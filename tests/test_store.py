@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from trayagent.core.model import Kind, Transfer
-from trayagent.store import CANCEL, RETRY, Store, StoreError, note_issued_elsewhere
+from trayagent.errors import StoreError
+from trayagent.store import CANCEL, RETRY, Store, note_issued_elsewhere
 from trayagent.core.tracker import Changes, Rules
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
@@ -131,7 +132,8 @@ DISK_FULL = """
 import resource, sys
 from datetime import datetime, timezone
 from trayagent.core.model import Transfer
-from trayagent.store import Store, StoreError
+from trayagent.errors import StoreError
+from trayagent.store import Store
 from trayagent.core.tracker import Rules
 
 store = Store(sys.argv[1])

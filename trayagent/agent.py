@@ -30,7 +30,8 @@ from trayagent.server_status import ServerStatus
 from trayagent.slskd.client import SlskdClient
 from trayagent.slskd.errors import SlskdError
 from trayagent.slskd.memory import tune_allocator
-from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
+from trayagent.errors import StoreError
+from trayagent.store import CANCEL, RETRY, Store, open_store
 from trayagent.core.tracker import Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)

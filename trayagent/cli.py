@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -346,7 +345,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from trayagent.actions import CancelNotingClient
     from trayagent.paths import legacy_state_path
     from trayagent.core.model import utcnow
-    from trayagent.store import CANCEL, StoreError, adopt_legacy, describe, note_issued_elsewhere
+    from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
     from trayagent.sync_cli import run_sync_command
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
@@ -358,8 +357,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:
         return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, client=client,
                                 dry_run=args.dry_run)
-    except sqlite3.Error as exc:  # the sync keeps its progress in the same state file
-        raise StoreError(describe(exc, config.state_path, "use")) from exc
     finally:
         client.close()
 

@@ -28,7 +28,8 @@ from typing import Iterable
 
 from trayagent.core.model import Event
 from trayagent.core.notifier import Notifier
-from trayagent.store import Store, StoreError
+from trayagent.errors import StoreError
+from trayagent.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -251,7 +251,8 @@ class _Doctor:
 
     def check_state(self) -> None:
         """The state database opens and reads: a damaged one stops `run` at once, so say so here."""
-        from trayagent.store import Store, StoreError, existing_state
+        from trayagent.errors import StoreError
+        from trayagent.store import Store, existing_state
 
         name = "state database"
         if self._skipped(name, self.config is not None, "no usable config"):

@@ -25,6 +25,10 @@ class ConfigError(TrayagentError):
     exit_code = EXIT_USAGE
 
 
+class StoreError(TrayagentError):
+    """A state database cannot be opened, read or written; the message says which file, why and what to do."""
+
+
 def one_line(text: object) -> str:
     """Text with every run of whitespace (newlines included) folded to one space.
 
@@ -34,4 +38,4 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "ConfigError", "TrayagentError", "one_line"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "ConfigError", "StoreError", "TrayagentError", "one_line"]

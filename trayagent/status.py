@@ -15,7 +15,8 @@ from trayagent.core.model import Finished, Transfer, iso
 from trayagent.errors import EXIT_FAIL, EXIT_OK
 from trayagent.slskd.client import SlskdClient
 from trayagent.slskd.errors import SlskdError
-from trayagent.store import Store, StoreError, existing_state
+from trayagent.errors import StoreError
+from trayagent.store import Store, existing_state
 
 log = logging.getLogger(__name__)
 

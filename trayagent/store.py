@@ -24,8 +24,8 @@ from typing import Iterable, Iterator
 from urllib.parse import quote
 
 from trayagent.paths import legacy_state_path, make_private_dir
-from trayagent.db import BUSY_TIMEOUT, connect
-from trayagent.errors import TrayagentError
+from trayagent.db import BUSY_TIMEOUT, connect, describe
+from trayagent.errors import StoreError
 from trayagent.core.model import Event, Finished, Kind, iso, parse_time
 from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
 
@@ -56,30 +56,6 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """ + _ISSUED_TABLE + ";\n"
-
-
-class StoreError(TrayagentError):
-    """The state database cannot be opened, read or written; the message says why and what to do."""
-
-
-def describe(exc: BaseException, path: Path, doing: str) -> str:
-    """One line for the user about a failed database operation (sqlite's own words are terse)."""
-    text = str(exc) or type(exc).__name__
-    low = text.lower()
-    if "locked" in low or "busy" in low:
-        why = "another program holds a lock on it"
-    elif "full" in low:
-        why = "the disk is full; free some space (nothing is lost meanwhile)"
-    elif "i/o" in low:
-        why = "the disk refused the write (full, over a size limit, or failing); nothing is lost meanwhile"
-    elif "readonly" in low or "read-only" in low or "unable to open" in low or isinstance(exc, PermissionError):
-        why = f"it cannot be written ({text}): check that {path.parent} is writable"
-    elif "not a database" in low or "malformed" in low or "corrupt" in low or "no such table" in low \
-            or isinstance(exc, (ValueError, KeyError, TypeError)):
-        why = f"it is damaged ({text}): move it aside and trayagent starts afresh"
-    else:
-        why = text
-    return f"cannot {doing} the state database {path}: {why}"
 
 
 def _uri(path: Path, mode: str) -> str:
@@ -401,7 +377,7 @@ def note_issued_elsewhere(path: Path | str, action: str, transfer_ids: Iterable[
     """
     if not Path(path).is_file():
         return
-    db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    db = connect(Path(path), timeout=10.0)
     try:
         db.execute(_ISSUED_TABLE)
         db.execute("BEGIN IMMEDIATE")
@@ -410,8 +386,11 @@ def note_issued_elsewhere(path: Path | str, action: str, transfer_ids: Iterable[
     except sqlite3.Error as exc:
         raise StoreError(describe(exc, Path(path), "record actions in")) from exc
     finally:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the error above (or none) is the one to report; closing undoes the rest
         db.close()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Mapping
 
 #: Flag names of Soulseek.NET's TransferStates enum.
 KNOWN_FLAGS = frozenset(
@@ -107,7 +107,7 @@ def _classify_flags(flags: frozenset[str]) -> Status:
     return Status(Kind.QUEUED)
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
     """Parse an slskd timestamp as UTC, with or without 'Z', with 7 fractional digits."""
     if not isinstance(value, str) or not value:
         return None
@@ -134,7 +134,7 @@ def parse_time(value: Any) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-def _int(value: Any, default: int = 0) -> int:
+def _int(value: object, default: int = 0) -> int:
     if isinstance(value, bool):
         return default
     if isinstance(value, int):
@@ -144,7 +144,7 @@ def _int(value: Any, default: int = 0) -> int:
     return default
 
 
-def _float(value: Any) -> float:
+def _float(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
         return float(value)
     return 0.0
@@ -191,10 +191,10 @@ class Transfer:
     @property
     def is_shutdown_casualty(self) -> bool:
         """Errored by slskd's own restart, to be re-enqueued under a new id after login."""
-        return bool(self.exception) and SHUTDOWN_EXCEPTION.lower() in self.exception.lower()
+        return self.exception is not None and SHUTDOWN_EXCEPTION.lower() in self.exception.lower()
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any], username: str | None = None) -> Transfer | None:
+    def from_json(cls, obj: Mapping[str, object], username: str | None = None) -> Transfer | None:
         """Build from one slskd Transfer object; None if it lacks an id or a filename."""
         # Hot path: runs once per transfer per poll (tens of thousands). Exact JSON types take
         # the inline `type(x) is ...` branch; anything else goes through the same helpers as
@@ -242,7 +242,7 @@ class Transfer:
         return cls(tid, user, filename, state, size, done, speed, exc, attempts, requested, started, ended)
 
 
-def _str_or_none(value: Any) -> str | None:
+def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -282,8 +282,8 @@ class Event:
     summary: str | None = None  # sync events: the report in one line
     seq: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"event": self.event.value}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"event": self.event.value}
         if self.seq is not None:
             out["seq"] = self.seq
         if self.event in (EventType.CONNECTION, EventType.SYNC):
@@ -309,21 +309,21 @@ class Event:
         return out
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Event:
+    def from_json(cls, obj: Mapping[str, object]) -> Event:
         return cls(
-            event=EventType(obj["event"]),
+            event=EventType(str(obj["event"])),
             at=parse_time(obj.get("at")) or datetime.now(timezone.utc),
-            id=obj.get("id", ""),
-            username=obj.get("username", ""),
-            filename=obj.get("filename", ""),
-            state=obj.get("state", ""),
-            size=obj.get("size", 0),
-            bytes_transferred=obj.get("bytes_transferred", 0),
-            reason=obj.get("reason"),
-            error=obj.get("error"),
-            status=obj.get("status"),
-            summary=obj.get("summary"),
-            seq=obj.get("seq"),
+            id=_str_or_none(obj.get("id")) or "",
+            username=_str_or_none(obj.get("username")) or "",
+            filename=_str_or_none(obj.get("filename")) or "",
+            state=_str_or_none(obj.get("state")) or "",
+            size=_int(obj.get("size")),
+            bytes_transferred=_int(obj.get("bytes_transferred")),
+            reason=_str_or_none(obj.get("reason")),
+            error=_str_or_none(obj.get("error")),
+            status=_str_or_none(obj.get("status")),
+            summary=_str_or_none(obj.get("summary")),
+            seq=_int(seq) if (seq := obj.get("seq")) is not None else None,
         )
 
 

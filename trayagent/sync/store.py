@@ -11,12 +11,13 @@ import os
 import re
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
+from typing import Iterator
 
-from trayagent.db import connect
-from trayagent.errors import TrayagentError
+from trayagent.db import connect, describe
+from trayagent.errors import StoreError, TrayagentError
 from trayagent.sync.playlist import WantedTrack
 from trayagent.sync.ranking import Candidate
 from trayagent.sync.titles import normalise
@@ -185,22 +186,48 @@ class SyncStore:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._db = connect(self.path, timeout=BUSY_TIMEOUT)
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT v FROM sync_meta WHERE k='schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT OR IGNORE INTO sync_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"sync tables in {self.path} are from a newer trayagent")
+        try:
+            with self._read("open"):
+                self._db.executescript(_SCHEMA)
+                row = self._db.execute("SELECT v FROM sync_meta WHERE k='schema'").fetchone()
+                if row is None:
+                    self._db.execute("INSERT OR IGNORE INTO sync_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except StoreError:
+            self._db.close()
+            raise
+        version = None if row is None else str(row[0])
+        if version is not None and not (version.isdigit() and int(version) <= SCHEMA_VERSION):
+            self._db.close()
+            raise StoreError(f"cannot open the state database {self.path}: its playlist sync tables have version "
+                             f"{version[:20]!r}, from a newer trayagent; update trayagent, or move the file aside")
+
+    @contextmanager
+    def _read(self, doing: str = "read") -> Iterator[None]:
+        """Hold the lock; a failure of the database becomes a StoreError naming the file."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise StoreError(describe(exc, self.path, doing)) from exc
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _tx(self) -> "_Tx":
-        return _Tx(self._db, self._lock)
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: all of it or, on any failure, none of it."""
+        with self._read("write"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def load(self, key: str) -> TrackState | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT data FROM sync_tracks WHERE key=?", (key,)).fetchone()
         return TrackState.from_json(row[0]) if row else None
 
@@ -219,14 +246,14 @@ class SyncStore:
 
     def tried(self, key: str) -> list[tuple[str, str, str]]:
         """(username, filename, outcome) of every attempt for a track, oldest first."""
-        with self._lock:
+        with self._read():
             return self._db.execute(
                 "SELECT username, filename, outcome FROM sync_attempts WHERE key=? ORDER BY at, rowid", (key,)
             ).fetchall()
 
     def file_claimed(self, username: str, filename: str) -> bool:
         """Whether any track has this peer+file enqueued, active or done (never ask twice)."""
-        with self._lock:
+        with self._read():
             row = self._db.execute(
                 "SELECT 1 FROM sync_attempts WHERE username=? AND filename=? AND outcome != 'failed'",
                 (username, filename),
@@ -266,7 +293,7 @@ class SyncStore:
 
     def copy_to(self, path: str | os.PathLike[str]) -> None:
         """Write a consistent snapshot of the whole store to `path` (a dry run works on one)."""
-        with self._lock:
+        with self._read("copy"):
             dest = sqlite3.connect(path)
             try:
                 self._db.backup(dest)
@@ -296,35 +323,13 @@ class SyncStore:
             store.close()
 
     def meta(self, key: str) -> str | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT v FROM sync_meta WHERE k=?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO sync_meta VALUES (?, ?)", (key, value))
-
-
-class _Tx:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db, self._lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._lock.acquire()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._lock.release()
-            raise
-        return self._db
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
-    ) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._lock.release()
 
 
 __all__ = [
