@@ -157,7 +157,7 @@ def naive_from_json(obj: dict[str, Any], username: str | None = None) -> Any:
         user = username or ""
     state = obj.get("state")
     exc = obj.get("exception")
-    from trayagent.model import Transfer, _float, _int, _str_or_none
+    from trayagent.core.model import Transfer, _float, _int, _str_or_none
 
     return Transfer(
         id=tid, username=user, filename=filename,

@@ -2,7 +2,7 @@
 
 Restores what `main` did on every poll before per-peer polling:
 - every poll reads slskd's whole list and builds it (no per-peer lists, no reading by id:
-  Agent._peers_to_poll and Agent._whole_list_by_id answer None),
+  Poller.peers_to_poll and Poller.whole_list_by_id answer None),
 - the body through requests' `.content` (gathered in 10 KiB chunks),
 - every record built into a Transfer, ended and recorded or not (no `known` skip),
 - the last poll's list kept until the next poll (Agent._last_transfers), no heap trim.
@@ -22,13 +22,17 @@ os.environ["TRAYAGENT_BENCH_TODAY"] = "1"  # benchmarks spawn their agents throu
 
 def install() -> None:
     import trayagent.agent as agent
-    import trayagent.slskd as slskd
+    import trayagent.polling as polling
+    import trayagent.slskd.client as slskd
+    import trayagent.slskd.memory as memory
+    import trayagent.slskd.parsing as parsing
+    from trayagent.slskd.connection import API
 
     def list_downloads(self: Any, include_removed: bool = False, known: Any = None, followed: Any = None,
                        trim: bool = True) -> Any:
         params = {"includeRemoved": "true"} if include_removed else None
-        resp = self._request("GET", f"{slskd.API}/transfers/downloads", params=params)
-        return slskd.parse_downloads(resp.content, listing=True)
+        resp = self._request("GET", f"{API}/transfers/downloads", params=params)
+        return parsing.parse_downloads(resp.content, listing=True)
 
     poll = agent.Agent._poll
 
@@ -39,9 +43,9 @@ def install() -> None:
         return out
 
     slskd.SlskdClient.list_downloads = list_downloads  # type: ignore[method-assign]
-    slskd._trim_heap = lambda body_size: None
-    agent.Agent._peers_to_poll = lambda self: None  # type: ignore[method-assign]
-    agent.Agent._whole_list_by_id = lambda self: None  # type: ignore[method-assign]
+    memory.trim_heap = lambda body_size: None
+    polling.Poller.peers_to_poll = lambda self, tracker: None  # type: ignore[method-assign]
+    polling.Poller.whole_list_by_id = lambda self, tracker: None  # type: ignore[method-assign]
     agent.Agent._poll = keep_last  # type: ignore[method-assign]
 
 

@@ -52,15 +52,16 @@ RSS_TARGET_MB = 45.0  # idle, 10k ended transfers listed
 
 def bodies(n: int, active: bool = True) -> tuple[bytes, dict[str, bytes]]:
     """The simulator's answers: the whole list, and each peer's own list."""
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
+    from trayagent.slskd.simulator.transfer_routes import list_downloads, user_downloads
 
     with Simulator(api_key=None) as sim:
         populate_history(sim, n)
         for user, name in ACTIVE if active else ():
             sim.add_download(user, name, 40_000_000, state="InProgress", bytes_transferred=1_000_000, speed=500_000.0)
-        users = {r.username for r in sim._records.values()}  # noqa: SLF001 - a benchmark reads its own fixture
-        per_user = {u: sim._user_downloads(u).body for u in users}  # noqa: SLF001
-        return sim._list_downloads({}).body, per_user  # noqa: SLF001
+        users = {r.username for r in sim.transfer_book.records.values()}
+        per_user = {u: user_downloads(sim, u).body for u in users}
+        return list_downloads(sim, {}).body, per_user
 
 
 class Server(BodyServer):
@@ -114,7 +115,7 @@ def full_poll(n: int, polls: int) -> dict[str, float]:
     """
     from trayagent.agent import Agent
     from trayagent.config import Config, PollConfig, SlskdConfig
-    from trayagent.slskd import tune_allocator
+    from trayagent.slskd.memory import tune_allocator
     from trayagent.store import Store
 
     full, per_user = bodies(n)

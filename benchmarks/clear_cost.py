@@ -33,7 +33,7 @@ from typing import Any
 import _common  # noqa: F401  (sys.path)
 from _common import header, populate_history
 
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 KEY = "bench-key-0123456789"
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import _common  # noqa: F401  (sys.path)
-from trayagent.simulator import dotnet_number, format_time, format_timespan
+from trayagent.slskd.simulator import dotnet_number, format_time, format_timespan
 
 #: Share of each state in a generated list (the rest is "Completed, Succeeded" history).
 MIX = (

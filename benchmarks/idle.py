@@ -25,7 +25,7 @@ import _common  # noqa: F401  (sys.path)
 from _common import (BENCH_KEY, agent_cmd, agent_env, cpu_seconds, download_polls, header, populate_history, rss_mb,
                      spawn, stop, wait_for, write_config)
 
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 FORBIDDEN = ("PIL", "pystray", "plyer")
 RSS_TARGET_MB = 45.0

@@ -22,9 +22,9 @@ import _common  # noqa: F401  (sys.path)
 from _common import header
 from gen import Session
 
-from trayagent.slskd import parse_downloads
+from trayagent.slskd.parsing import parse_downloads
 from trayagent.store import Store
-from trayagent.tracker import Rules
+from trayagent.core.tracker import Rules
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

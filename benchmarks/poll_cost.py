@@ -28,17 +28,17 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import _common  # noqa: F401  (sys.path)
 from _common import BENCH_KEY, header, naive_from_json
 from gen import Session
 
-import trayagent.slskd as slskd
-from trayagent.model import Transfer
-from trayagent.slskd import parse_downloads
+import trayagent.slskd.parsing as parsing
+from trayagent.core.model import Transfer
+from trayagent.slskd.parsing import parse_downloads
 from trayagent.store import Store
-from trayagent.tracker import Changes, Rules, Tracked, Tracker
+from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
 
 try:
     import orjson
@@ -52,10 +52,13 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
 class NaiveTracker(Tracker):
-    """Tracker whose matching scans: O(tracked x transfers) per poll. Same rules otherwise."""
+    """Tracker whose matching scans: O(tracked x transfers) per poll. Same rules otherwise.
 
-    def reconcile(self, transfers: Sequence[Transfer], now: datetime) -> Changes:
-        ch = Changes()
+    Only the matching step is replaced; the rules, the absence count and the sweep are the
+    tracker's own, so both versions give the same events (checked poll by poll).
+    """
+
+    def _match(self, transfers: Sequence[Transfer], now: datetime, ch: Changes) -> dict[str, Transfer]:
         matched: dict[str, Transfer] = {}
         tracked = self._tracked
         # For each tracked download, find its current record in the list.
@@ -69,46 +72,13 @@ class NaiveTracker(Tracker):
         for t in transfers:
             if t.id in self._ended:
                 continue
-            owner = None
-            for d in tracked.values():
-                if t.id == d.transfer_id or t.id in d.aliases:
-                    owner = d
-                    break
-            if owner is None:
+            if not any(t.id == d.transfer_id or t.id in d.aliases for d in tracked.values()):
                 unmatched.append(t)
         if unmatched:
-            unmatched.sort(key=lambda t: t.requested_at_raw or "", reverse=True)
-            unmatched.sort(key=lambda t: t.status.terminal)
-            for t in unmatched:
-                key = self._scan_by_name(t, matched)
-                if key is None:
-                    key = self._begin(t, now, ch)
-                    if key is None:
-                        continue
-                else:
-                    self._switch_id(tracked[key], t.id)
-                matched[key] = t
-        for key, t in matched.items():
-            d = tracked[key]
-            before = d.persistent()
-            self._observe(d, t, now, ch)
-            if key in tracked and d.persistent() != before:
-                ch.upserts[key] = d
-        for key in [k for k in tracked if k not in matched]:
-            d = tracked[key]
-            before = d.persistent()
-            self._absent(d, now, ch)
-            if key in tracked and d.persistent() != before:
-                ch.upserts[key] = d
-        if not self.initialized:
-            self.initialized = True
-            ch.initialized = True
-        self._polls += 1
-        if self._polls % self.FORGET_EVERY == 0:
-            self._forget_absent(transfers, ch)
-        return ch
+            self._match_unknown(unmatched, matched, now, ch)
+        return matched
 
-    def _scan_by_name(self, t: Transfer, matched: dict[str, Transfer]) -> str | None:
+    def _match_by_name(self, t: Transfer, matched: Mapping[str, Transfer]) -> str | None:
         live = not t.status.terminal
         for key, d in self._tracked.items():
             if d.username == t.username and d.filename == t.filename:
@@ -133,12 +103,12 @@ def naive_parse(body: bytes) -> list[Transfer]:
 
 def stdlib_parse(body: bytes) -> list[Transfer]:
     """Our parse_downloads with the stdlib json module (the fallback without orjson)."""
-    saved = slskd._loads
-    slskd._loads = json.loads
+    saved = parsing._loads
+    parsing._loads = json.loads
     try:
         return parse_downloads(body)
     finally:
-        slskd._loads = saved
+        parsing._loads = saved
 
 
 # --------------------------------------------------------------------------- end to end

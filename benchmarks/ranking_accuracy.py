@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from ranking_cases import Outcome, load_cases, run_cases  # noqa: E402
 
-from trayagent.playlist import WantedTrack  # noqa: E402
-from trayagent.ranking import RankPrefs, rank  # noqa: E402
+from trayagent.sync.playlist import WantedTrack  # noqa: E402
+from trayagent.sync.ranking import RankPrefs, rank  # noqa: E402
 
 
 def current(wanted: WantedTrack, responses: list[dict[str, Any]], prefs: dict[str, Any]) -> Any:
@@ -39,15 +39,15 @@ def current(wanted: WantedTrack, responses: list[dict[str, Any]], prefs: dict[st
 def baseline_ranker(ref: str) -> Any:
     """The ranking module as it is on `ref` (loaded from git, not imported from this tree)."""
     try:
-        source = subprocess.run(["git", "show", f"{ref}:trayagent/ranking.py"], cwd=ROOT, check=True,
+        source = subprocess.run(["git", "show", f"{ref}:trayagent/sync/ranking.py"], cwd=ROOT, check=True,
                                 capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"   baseline: cannot read trayagent/ranking.py at {ref!r} ({exc}); skipped")
+        print(f"   baseline: cannot read trayagent/sync/ranking.py at {ref!r} ({exc}); skipped")
         return None
     module = types.ModuleType(f"ranking_at_{ref}")
     module.__dict__["__name__"] = module.__name__
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:trayagent/ranking.py", "exec"), module.__dict__)
+    exec(compile(source, f"{ref}:trayagent/sync/ranking.py", "exec"), module.__dict__)
 
     def ranker(wanted: WantedTrack, responses: list[dict[str, Any]], prefs: dict[str, Any]) -> Any:
         known = set(module.RankPrefs.__dataclass_fields__)

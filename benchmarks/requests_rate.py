@@ -25,7 +25,7 @@ from _common import (BENCH_KEY, agent_cmd, agent_env, download_polls, header, pe
                      wait_for, write_config)
 
 from trayagent.config import PollConfig
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 
 def count(sim: Simulator, start: float, end: float) -> tuple[int, int, int]:

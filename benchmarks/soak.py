@@ -47,7 +47,7 @@ from _common import ROOT, agent_cmd, agent_env, header, write_config
 sys.path.insert(0, str(ROOT / "tests"))
 from oddproxy import OddProxy  # noqa: E402
 
-from trayagent.simulator import Simulator, SimulatorError  # noqa: E402
+from trayagent.slskd.simulator import Simulator, SimulatorError  # noqa: E402
 
 KEY = "soak-key-0123456789"
 ALBUM = "@@music\\Soak Artist\\Soak Album\\"

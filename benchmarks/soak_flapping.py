@@ -51,8 +51,8 @@ from _common import BENCH_KEY, ROOT, agent_env, header, rss_mb, write_config
 
 import requests
 
-from trayagent.model import Kind, classify, parse_time
-from trayagent.simulator import Simulator
+from trayagent.core.model import Kind, classify, parse_time
+from trayagent.slskd.simulator import Simulator
 
 ORPHAN_AGE = 120.0  # seconds a finished search may stay in slskd's list
 SEARCHES_PER_MINUTE = 30.0

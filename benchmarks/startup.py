@@ -22,7 +22,7 @@ import _common  # noqa: F401  (sys.path)
 from _common import (BENCH_KEY, agent_cmd, agent_env, download_polls, header, populate_history, spawn, stop,
                      wait_for, write_config)
 
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 TARGET = 0.5
 

@@ -1,4 +1,4 @@
-"""Regenerate the committed PNG masters from trayagent.icons (the single source of the art).
+"""Regenerate the committed PNG masters from trayagent.desktop.icons (the single source of the art).
 
     .venv/bin/python icons/render.py        # writes next to this file
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trayagent.icons import render_icon  # noqa: E402
-from trayagent.model import AgentState, Progress  # noqa: E402
+from trayagent.desktop.icons import render_icon  # noqa: E402
+from trayagent.core.model import AgentState, Progress  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ API_KEY = "test-key-0123456789abcdef"
 
 @pytest.fixture
 def sim() -> Iterator[Any]:
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     s = Simulator(api_key=API_KEY)
     s.start()
@@ -36,7 +36,7 @@ def sim_fast(sim: Any) -> Any:
 def real_client(sim_fast: Any) -> Any:
     """A real SlskdClient for `sim_fast`."""
     from trayagent.config import SlskdConfig
-    from trayagent.slskd import SlskdClient
+    from trayagent.slskd.client import SlskdClient
 
     return SlskdClient(SlskdConfig(url=sim_fast.url, api_key=API_KEY, timeout=5.0))
 

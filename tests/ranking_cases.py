@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from trayagent.playlist import WantedTrack
+from trayagent.sync.playlist import WantedTrack
 
 CASES_FILE = Path(__file__).resolve().parent / "ranking_cases.json"
 DEFAULT_PREFS: dict[str, Any] = {"preferred_formats": ["flac", "mp3"], "min_bitrate": 192, "long_queue": 20}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trayagent import autostart
-from trayagent.autostart import (
+from trayagent.desktop import autostart
+from trayagent.desktop.autostart_formats import (
     format_exec,
     parse_exec,
     parse_windows_command,
@@ -295,6 +295,22 @@ def test_windows_keeps_windows_paths_intact(home: Path) -> None:
 )
 def test_windows_command_round_trip(argv: list[str]) -> None:
     assert parse_windows_command(subprocess.list2cmdline(argv)) == argv
+
+
+@pytest.mark.parametrize(
+    "line,argv",
+    [  # Microsoft's examples for parsing C command-line arguments, plus quotes doubled inside quotes
+        ('"abc" d e', ["abc", "d", "e"]),
+        (r'a\\\b d"e f"g h', ["a\\\\\\b", "de fg", "h"]),
+        (r'a\\\"b c d', ['a\\"b', "c", "d"]),
+        (r'a\\\\"b c" d e', ["a\\\\b c", "d", "e"]),
+        ('"" x', ["", "x"]),
+        ('"say ""hi""" y', ['say "hi"', "y"]),
+    ],
+)
+def test_windows_command_lines_split_like_the_c_runtime(line: str, argv: list[str]) -> None:
+    """Lines not written by list2cmdline (a user's own Run value) are read the way Windows does."""
+    assert parse_windows_command(line) == argv
 
 
 # --------------------------------------------------------------------------- misc

@@ -139,7 +139,7 @@ def test_retry_failed_reenqueues_same_peer_and_file(sim: Any, tmp_path: Path, mo
 def test_tray_sync_runs_in_the_agent_with_progress_and_one_summary(sim: Any, tmp_path: Path, monkeypatch: Any) -> None:
     from trayagent.agent import Agent
     from trayagent.config import load_config
-    from trayagent.model import EventType
+    from trayagent.core.model import EventType
 
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
     playlist = tmp_path / "wanted.txt"

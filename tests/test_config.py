@@ -15,18 +15,16 @@ from trayagent import config as config_mod
 from trayagent.config import (
     CleanupConfig,
     Config,
-    ConfigError,
     NotificationsConfig,
     PollConfig,
     SlskdConfig,
     SyncConfig,
-    TrackingConfig,
-    default_config_path,
     load_config,
-    log_dir,
     save_config,
-    state_dir,
 )
+from trayagent.core.tracker import Rules
+from trayagent.errors import ConfigError
+from trayagent.paths import default_config_path, log_dir, state_dir
 from trayagent.logs import clear_secrets, redact
 
 NO_ENV: dict[str, str] = {}
@@ -70,7 +68,7 @@ def test_minimal_file_gives_documented_defaults(tmp_path: Path) -> None:
     assert cfg.slskd.ui_url == "http://127.0.0.1:5030"
     assert cfg.slskd.download_path is None
     assert cfg.poll == PollConfig(1.0, 10.0, 60.0)
-    assert cfg.tracking == TrackingConfig(3, 60.0, 300.0)
+    assert cfg.tracking == Rules(3, 60.0, 300.0)
     assert cfg.cleanup == CleanupConfig(True, 300.0, ("succeeded", "cancelled"), 0.0)
     assert cfg.notifications == NotificationsConfig(True, True, True, False, True, 3.0, 6, "")
     assert cfg.sync == SyncConfig((), "", 6.0, 5, 30.0, ("flac", "mp3"), 192)
@@ -135,7 +133,7 @@ search_timeout = 4.5
     assert cfg.slskd.ui_url == "http://ui.example/"
     assert cfg.slskd.download_path == Path("~/Downloads/slskd").expanduser()
     assert cfg.poll == PollConfig(0.25, 5.0, 30.0)
-    assert cfg.tracking == TrackingConfig(2, 0.5, 120.0)
+    assert cfg.tracking == Rules(2, 0.5, 120.0)
     assert cfg.cleanup == CleanupConfig(False, 60.0, ("failed", "succeeded"), 1.5)
     assert cfg.notifications.quiet_range == (time(22, 0), time(7, 30))
     assert cfg.notifications.on_cancelled is True and cfg.notifications.on_completed is False
@@ -164,7 +162,7 @@ def full_config() -> Config:
             timeout=3.5, web_url="http://127.0.0.1:5030/slskd/ui", download_dir="/data/dl",
         ),
         poll=PollConfig(0.5, 7.0, 45.0),
-        tracking=TrackingConfig(4, 10.0, 30.0),
+        tracking=Rules(4, 10.0, 30.0),
         cleanup=CleanupConfig(False, 99.0, ("cancelled", "failed"), 2.0),
         notifications=NotificationsConfig(False, False, False, True, False, 1.25, 3, "23:00-06:00"),
         sync=SyncConfig(("p1.m3u", "dir/p2.m3u"), "/m", 2.0, 9, 45.0, ("opus",), 256),
@@ -562,7 +560,7 @@ def test_world_readable_file_with_secret_warns(tmp_path: Path, caplog: pytest.Lo
 ])
 def test_state_is_keyed_by_the_normalised_slskd_url(a: str, b: str, same: bool, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from trayagent.config import instance_state_path
+    from trayagent.paths import instance_state_path
 
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path))
     assert (instance_state_path(a) == instance_state_path(b)) is same
@@ -570,7 +568,7 @@ def test_state_is_keyed_by_the_normalised_slskd_url(a: str, b: str, same: bool, 
 
 
 def test_private_dir_is_0700_under_any_umask(tmp_path: Path) -> None:
-    from trayagent.config import make_private_dir
+    from trayagent.paths import make_private_dir
 
     old = os.umask(0)
     try:

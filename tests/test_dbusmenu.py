@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from trayagent import tray as T
-from trayagent.dbusmenu import LAYOUT_SIGNATURE, MenuLayout, UnknownItem, item_props
-from trayagent.model import AgentState, Finished, Kind
-from trayagent.tray import ItemSpec, MenuModel
+from trayagent.desktop import menu as T
+from trayagent.desktop.dbusmenu import LAYOUT_SIGNATURE, MenuLayout, UnknownItem, item_props
+from trayagent.core.model import AgentState, Finished, Kind
+from trayagent.desktop.menu import ItemSpec, MenuModel
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 

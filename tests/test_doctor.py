@@ -11,7 +11,7 @@ from conftest import API_KEY
 
 from trayagent import doctor
 from trayagent.doctor import run_doctor
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +181,7 @@ def test_world_readable_config_with_key_warns(sim: Simulator, tmp_path: Path) ->
 
 
 def test_a_crashing_check_is_isolated(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trayagent import traybackend
+    from trayagent.desktop import traybackend
 
     def boom(*args: object, **kwargs: object) -> list[object]:
         raise ImportError("the tray module is broken")
@@ -204,7 +204,7 @@ def fake_probe(problems: dict[str, str | None]) -> object:
 def test_tray_names_the_backend_in_use_and_why_not_the_others(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trayagent import traybackend
+    from trayagent.desktop import traybackend
 
     cfg = write_config(tmp_path / "config.toml", sim.url)
     env = {"DISPLAY": ":0", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"}
@@ -228,7 +228,7 @@ def test_tray_names_the_backend_in_use_and_why_not_the_others(
 
 
 def test_tray_honours_the_backend_setting(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trayagent import traybackend
+    from trayagent.desktop import traybackend
 
     monkeypatch.setattr(traybackend, "probe", fake_probe({"sni": None, "gtk": None, "xorg": None}))
     env = {"DISPLAY": ":0"}
@@ -242,43 +242,44 @@ def test_tray_honours_the_backend_setting(sim: Simulator, tmp_path: Path, monkey
 
 
 def test_notify_sends_a_test_notification(sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trayagent.notify as notify
+    import trayagent.desktop.notify_backends as backends
+    from trayagent.desktop.notification import Notification, NotificationError
 
-    sent: list[notify.Notification] = []
+    sent: list[Notification] = []
 
     class Recorder:
         name = "recorder"
         markup = False
 
-        def send(self, note: notify.Notification) -> None:
+        def send(self, note: Notification) -> None:
             sent.append(note)
 
     class Broken(Recorder):
         name = "broken"
 
-        def send(self, note: notify.Notification) -> None:
-            raise notify.NotificationError("no daemon on the bus")
+        def send(self, note: Notification) -> None:
+            raise NotificationError("no daemon on the bus")
 
     cfg = write_config(tmp_path / "config.toml", sim.url)
-    monkeypatch.setattr(notify, "choose_backend", lambda *a, **k: Recorder())
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: Recorder())
     code, lines, _ = doctor_run(tmp_path, cfg, notify=False)
     assert sent == [] and "doctor --notify" in line(lines, "notifications")
     code, lines, _ = doctor_run(tmp_path, cfg, notify=True)
     assert code == 0 and len(sent) == 1 and sent[0].title == "trayagent test"
     assert line(lines, "notifications").startswith("OK   notifications: backend recorder: test notification sent")
 
-    monkeypatch.setattr(notify, "choose_backend", lambda *a, **k: Broken())
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: Broken())
     code, lines, _ = doctor_run(tmp_path, cfg, notify=True)
     assert code == 1
     assert "no daemon on the bus" in line(lines, "notifications")
 
-    monkeypatch.setattr(notify, "choose_backend", lambda *a, **k: notify.MissingBackend("install notify-send"))
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: backends.MissingBackend("install notify-send"))
     code, lines, _ = doctor_run(tmp_path, cfg)
     assert line(lines, "notifications") == "WARN notifications: install notify-send"
 
 
 def test_autostart_state_is_reported(sim: Simulator, tmp_path: Path) -> None:
-    from trayagent import autostart
+    from trayagent.desktop import autostart
 
     cfg = write_config(tmp_path / "config.toml", sim.url)
     home = tmp_path / "home"
@@ -321,3 +322,24 @@ def test_a_key_too_short_for_slskd_is_named_as_such(sim: Simulator, tmp_path: Pa
     config = line(lines, "config")
     assert config.startswith("FAIL config:") and "too short for slskd (4 characters" in config, config
     assert "16 to 255" in config and "s***" not in text
+
+
+def test_state_database_is_checked_and_a_damaged_one_named_with_its_fix(
+        sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trayagent.config import load_config
+    from trayagent.store import Store
+
+    monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "st"))
+    cfg = write_config(tmp_path / "config.toml", sim.url)
+    path = load_config(cfg).state_path
+    _, lines, _ = doctor_run(tmp_path, cfg)
+    assert line(lines, "state database") == f"OK   state database: {path} (created on the first `trayagent run`)"
+    Store(path).close()
+    code, lines, _ = doctor_run(tmp_path, cfg)
+    assert code == 0 and line(lines, "state database") == f"OK   state database: {path}"
+    path.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
+    code, lines, _ = doctor_run(tmp_path, cfg)
+    assert code == 1
+    found = line(lines, "state database")
+    assert found.startswith(f"FAIL state database: cannot open the state database {path}: it is damaged"), found
+    assert "move it aside" in found

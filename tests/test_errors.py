@@ -20,7 +20,8 @@ import pytest
 from agentproc import ROOT, AgentProcess, write_config
 from conftest import API_KEY
 
-from trayagent.config import Config, ConfigError, SlskdConfig, load_config
+from trayagent.config import Config, SlskdConfig, load_config
+from trayagent.errors import ConfigError
 from trayagent.store import Store
 
 
@@ -34,10 +35,11 @@ def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None, cmd: tupl
                           capture_output=True, text=True, timeout=30, preexec_fn=preexec)
 
 
-def one_line_error(r: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+def one_line_error(r: subprocess.CompletedProcess[str], code: int, *needles: str,
+                   prefix: str = "trayagent: error: ") -> None:
     assert r.returncode == code, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("trayagent: error: "), r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(prefix), r.stderr
     for needle in needles:
         assert needle.lower() in r.stderr.lower(), r.stderr
 
@@ -57,6 +59,20 @@ def test_damaged_state_database_is_one_line(tmp_path: Path, sim: Any, monkeypatc
         path.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
     r = cli(tmp_path, *command, "--config", str(cfg))
     one_line_error(r, 1, "state database", "damaged", "move it aside")
+
+
+def test_sync_on_a_damaged_state_database_is_one_line(tmp_path: Path, sim: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync keeps its progress in the same file: a damaged one is named, with what to do."""
+    cfg = write_config(tmp_path / "c.toml", sim.url, API_KEY)
+    playlist = tmp_path / "p.m3u"
+    playlist.write_text("Artist - Title.mp3\n")
+    paths = state_files(tmp_path, sim.url, monkeypatch)
+    for path in paths:
+        path.write_bytes(b"this is not a database, it is a shopping list\n" * 200)
+    r = cli(tmp_path, "sync", str(playlist), "--config", str(cfg))
+    # the sync's own errors (another sync running, its state file) speak as `trayagent sync:`
+    one_line_error(r, 1, "state database", str(paths[0]), "damaged", "move it aside", prefix="trayagent sync: ")
 
 
 @pytest.mark.parametrize("version,needle", [("abc", "unknown schema version"), ("99", "newer trayagent")])

@@ -7,7 +7,7 @@ import math
 import pytest
 from PIL import Image
 
-from trayagent.icons import (
+from trayagent.desktop.icons import (
     ARC,
     BADGE,
     BADGE_CENTER,
@@ -20,7 +20,7 @@ from trayagent.icons import (
     ring_point,
     tooltip,
 )
-from trayagent.model import AgentState, Progress
+from trayagent.core.model import AgentState, Progress
 
 SIZES = (16, 22, 32, 48, 64)
 
@@ -202,15 +202,15 @@ def test_ring_point_geometry() -> None:
 
 
 def test_tooltip_shows_sync_progress() -> None:
-    from trayagent.icons import tooltip as tip
-    from trayagent.model import AgentState as S
+    from trayagent.desktop.icons import tooltip as tip
+    from trayagent.core.model import AgentState as S
 
     assert tip(S(connected=True, logged_in=True, sync_status="Sync 3/10")) == "Idle · Sync 3/10"
 
 
 def test_before_the_first_poll_it_is_connecting_not_unreachable() -> None:
-    from trayagent.icons import icon_key as key, tooltip as tip
-    from trayagent.model import AgentState as S
+    from trayagent.desktop.icons import icon_key as key, tooltip as tip
+    from trayagent.core.model import AgentState as S
 
     starting = S(connected=False, polled=False)
     assert tip(starting) == "Connecting to slskd…"

@@ -42,7 +42,7 @@ def wait_polled(sim: Any, timeout: float = 10.0) -> None:
 
 
 def test_two_slskd_instances_side_by_side_each_exactly_once(make_agent: Any, sim: Any) -> None:
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     other = Simulator(api_key=API_KEY)
     other.start()
@@ -104,9 +104,9 @@ def test_environment_only_config_from_two_directories_runs_one_agent(sim: Any, t
 
 
 def test_the_single_state_file_of_an_older_version_is_taken_over(make_agent: Any, sim: Any, tmp_path: Path) -> None:
-    from trayagent.model import Transfer
+    from trayagent.core.model import Transfer
     from trayagent.store import Store
-    from trayagent.tracker import Rules
+    from trayagent.core.tracker import Rules
 
     def seen(tid: str) -> Transfer:
         t = Transfer.from_json(sim.get(tid))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from trayagent import logs
+from trayagent import logs, paths
 from trayagent.logs import (
     RedactingFilter,
     clear_secrets,
@@ -266,7 +266,7 @@ def test_default_log_dir_uses_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp_
     if not sys.platform.startswith("linux"):
         pytest.skip("XDG layout")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert logs.default_log_dir() == tmp_path / "trayagent" / "log"
+    assert paths.log_dir() == tmp_path / "trayagent" / "log"
     path = setup_logging(stream=io.StringIO())
     assert path == tmp_path / "trayagent" / "log" / "trayagent.log"
 
@@ -298,7 +298,8 @@ def test_a_key_shorter_than_slskd_allows_is_redacted_only_as_a_whole_word() -> N
 
 def test_the_client_scrubs_its_errors_with_the_same_floor(sim: Any) -> None:
     from trayagent.config import SlskdConfig
-    from trayagent.slskd import SlskdClient, SlskdUnauthorized
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdUnauthorized
 
     assert logs.scrub("slskd said lskd", ["lskd", None, ""]) == "slskd said ***"
     with SlskdClient(SlskdConfig(url=sim.url, api_key="lskd")) as client:

@@ -15,25 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from trayagent.config import NotificationsConfig
-from trayagent.model import Event, EventType
-from trayagent import notify as N
-from trayagent.notify import (
-    ConsoleNotifier,
-    DesktopNotifier,
-    JsonLinesNotifier,
-    Notification,
-    NotificationComposer,
-    NotificationError,
-    NotificationRules,
-    NotifySendBackend,
-    NullNotifier,
-    escape_markup,
-    failure_text,
-    make_notifier,
-    sanitize,
-    track_label,
-)
+from trayagent.config import Config, NotificationsConfig, SlskdConfig
+from trayagent.core.model import Event, EventType
+from trayagent.desktop.composer import NotificationComposer, NotificationRules
+from trayagent.desktop.desktop_notifier import DesktopNotifier
+from trayagent.desktop.labels import BODY_LIMIT, TITLE_LIMIT, escape_markup, failure_text, sanitize, track_label
+from trayagent.desktop.notification import Notification, NotificationError
+from trayagent.desktop.notify_backends import MissingBackend, NotifySendBackend, choose_backend
+from trayagent.notify import ConsoleNotifier, JsonLinesNotifier, NullNotifier, make_notifier
 
 T0 = datetime(2024, 3, 1, 12, 0, 0)  # naive: local wall-clock time
 ALBUM = "@@abc\\Music\\Artist\\Album"
@@ -352,7 +341,7 @@ class TestComposer:
             for text in (n.title, n.body):
                 assert not text.startswith("-")
                 assert "\u202e" not in text and "\x1b" not in text and "\n" not in text
-            assert len(n.title) <= N.TITLE_LIMIT and len(n.body) <= N.BODY_LIMIT
+            assert len(n.title) <= TITLE_LIMIT and len(n.body) <= BODY_LIMIT
 
     def test_reads_real_config_section(self) -> None:
         cfg = NotificationsConfig(on_cancelled=True, batch_window=0, max_per_minute=2, quiet_hours="")
@@ -431,7 +420,7 @@ class TestDesktopNotifier:
         assert backend.notes == []
         n.close()
         assert [x.title for x in backend.notes] == ["Download finished"]
-        with pytest.raises(N.NotificationError):  # after close: not taken, so the agent keeps them
+        with pytest.raises(NotificationError):  # after close: not taken, so the agent keeps them
             n.notify([ev(EventType.COMPLETED)])
         n.close()
 
@@ -448,7 +437,7 @@ class TestDesktopNotifier:
         assert isinstance(DesktopNotifier().backend_name(), str)
 
     def test_send_test_raises_for_doctor(self) -> None:
-        n = DesktopNotifier(backend=N.MissingBackend("nothing here"))
+        n = DesktopNotifier(backend=MissingBackend("nothing here"))
         with pytest.raises(NotificationError, match="nothing here"):
             n.send_test()
 
@@ -483,14 +472,14 @@ class TestNotifySend:
             NotifySendBackend(str(tmp_path / "missing")).send(Notification("t", "b"))
 
     def test_missing_notify_send_without_dbus_gives_missing_backend(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from trayagent import notify_backends as B
+        from trayagent.desktop import notify_backends as B
 
         monkeypatch.setattr(B.sys, "platform", "linux")
         monkeypatch.setattr(B.shutil, "which", lambda name: None)
         monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
         monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
         monkeypatch.setitem(__import__("sys").modules, "dbus", None)  # import dbus -> ImportError
-        b = N.choose_backend()
+        b = choose_backend()
         assert b.name == "none"
         with pytest.raises(NotificationError):
             b.send(Notification("t"))
@@ -498,23 +487,21 @@ class TestNotifySend:
 
 class TestMakeNotifier:
     def test_kinds(self) -> None:
-        class Cfg:
-            notifications = NotificationsConfig()
+        def cfg() -> Config:
+            return Config(SlskdConfig(url="http://localhost:5030"), notifications=NotificationsConfig())
 
         stream = io.StringIO()
-        assert isinstance(make_notifier("json", Cfg(), stream), JsonLinesNotifier)
-        assert isinstance(make_notifier("none", Cfg()), NullNotifier)
-        d = make_notifier("desktop", Cfg())
+        assert isinstance(make_notifier("json", cfg(), stream), JsonLinesNotifier)
+        assert isinstance(make_notifier("none", cfg()), NullNotifier)
+        d = make_notifier("desktop", cfg())
         assert isinstance(d, DesktopNotifier)
         d.close()
         with pytest.raises(ValueError):
-            make_notifier("carrier-pigeon", Cfg())
+            make_notifier("carrier-pigeon", cfg())
 
     def test_desktop_disabled_is_null(self) -> None:
-        class Cfg:
-            notifications = NotificationsConfig(enabled=False)
-
-        assert isinstance(make_notifier("desktop", Cfg()), NullNotifier)
+        cfg = Config(SlskdConfig(url="http://localhost:5030"), notifications=NotificationsConfig(enabled=False))
+        assert isinstance(make_notifier("desktop", cfg), NullNotifier)
 
 
 def test_json_lines_notifier_unchanged() -> None:
@@ -538,7 +525,7 @@ def test_console_notifier_one_clean_line_per_event() -> None:
 
 
 def test_sanitize_drops_terminal_escape_sequences_whole() -> None:
-    from trayagent.notify import sanitize as clean
+    from trayagent.desktop.labels import sanitize as clean
 
     assert clean("ctrl\x01\x07\x1b[31mred\x1b[0m\x7f.flac", 100) == "ctrlred.flac"
     assert clean("a\x1b]0;window title\x07b", 100) == "ab"
@@ -548,11 +535,11 @@ def test_sanitize_drops_terminal_escape_sequences_whole() -> None:
 def test_sync_summary_is_one_notification() -> None:
     from datetime import datetime, timezone
 
-    from trayagent.model import Event as E, EventType as ET
-    from trayagent.notify import NotificationComposer as C, NotificationRules as R
+    from trayagent.core.model import Event as E, EventType as ET
+    from trayagent.desktop.composer import NotificationComposer as C, NotificationRules as R
 
     now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
-    c = C(R.from_config(None))
+    c = C(R())
     c.feed(E(ET.SYNC, now, status="incomplete", summary="<8> found, 7 completed, 1 not found"), now)
     notes = c.due(now)
     assert [(n.title, n.body) for n in notes] == [("Playlist sync finished", "<8> found, 7 completed, 1 not found")]
@@ -592,3 +579,24 @@ def test_json_lines_notifier_raises_when_the_reader_is_gone() -> None:
 
 def test_lone_surrogate_is_shown_as_a_replacement_character() -> None:
     assert sanitize("bad \ud800 name", 40) == "bad \ufffd name"
+
+
+def test_notify_keeps_only_the_sinks_and_no_aliases_for_moved_names() -> None:
+    """Moved names are imported from where they live; the app-layer module does not forward them."""
+    import trayagent.notify as notify_module
+
+    assert not hasattr(notify_module, "__getattr__")
+    for moved in ("DesktopNotifier", "NotificationComposer", "Notification", "MissingBackend", "choose_backend"):
+        assert not hasattr(notify_module, moved), moved
+
+
+@pytest.mark.parametrize("naive_first", [True, False])
+def test_clock_compares_a_naive_local_time_with_an_aware_one(naive_first: bool) -> None:
+    from trayagent.desktop.clock import before, local_now, seconds_between
+
+    aware = local_now()
+    naive = (aware + timedelta(seconds=90)).replace(tzinfo=None)  # the same wall clock, 90 s later
+    if naive_first:
+        assert not before(naive, aware) and seconds_between(naive, aware) == pytest.approx(-90, abs=1)
+    else:
+        assert before(aware, naive) and seconds_between(aware, naive) == pytest.approx(90, abs=1)

@@ -17,18 +17,17 @@ from typing import Any, Callable, Collection
 import pytest
 from jeepney import HeaderFields, Message, new_method_return
 
-from trayagent.composer import (
-    Notification,
+from trayagent.desktop.composer import (
     NotificationComposer,
     NotificationRules,
     away_gap,
     failed_names,
     is_away,
 )
-from trayagent.dbus_notify import DBusNotifyBackend, session_bus_address
-from trayagent.desktop_notifier import DesktopNotifier, NoteActions, note_actions
-from trayagent.model import AgentState, Event, EventType, Transfer
-from trayagent.notify_backends import NotificationError
+from trayagent.desktop.dbus_notify import DBusNotifyBackend, session_bus_address
+from trayagent.desktop.desktop_notifier import DesktopNotifier, NoteActions, note_actions
+from trayagent.core.model import AgentState, Event, EventType, Transfer
+from trayagent.desktop.notification import Notification, NotificationError
 
 T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 ALBUM = "@@abc\\Music\\Artist\\Tray Album"
@@ -347,10 +346,10 @@ class TestDesktopNotifier:
         n.close()
 
     def test_open_folder_button_opens_the_local_album_folder(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import trayagent.tray as tray
+        import trayagent.desktop.openers as openers
 
         opened: list[tuple[str, str | None]] = []
-        monkeypatch.setattr(tray, "open_folder", lambda path, fallback=None: opened.append((path, fallback)))
+        monkeypatch.setattr(openers, "open_folder", lambda path, fallback=None: opened.append((path, fallback)))
         daemon, host = Daemon(), Host(polled_at=at(-1))
         n = notifier(daemon, host)
         n.notify([ev(EventType.COMPLETED, "a.flac")])
@@ -474,7 +473,7 @@ def test_after_every_backend_failed_the_ladder_is_tried_again() -> None:
 
 
 def test_notify_send_gets_text_its_locale_can_encode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from trayagent import notify_backends as B
+    from trayagent.desktop import notify_backends as B
 
     monkeypatch.setattr(B.sys, "getfilesystemencoding", lambda: "latin-1")
     argv = B.NotifySendBackend("notify-send").command(Notification("坂本龍一 — Ça", "\udcff café"))

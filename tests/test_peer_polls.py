@@ -172,11 +172,11 @@ def test_slskd_restart_reads_the_whole_list_and_every_download_ends_once(make_ag
 def test_idle_polls_read_the_whole_list_by_id_and_the_forget_sweep_still_runs(
         sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In process, over real HTTP: an idle poll that finds nothing new in the list builds nothing."""
-    from trayagent import slskd as slskd_mod
+    from trayagent.slskd import client as slskd_mod
     from trayagent.agent import Agent
     from trayagent.config import load_config
     from trayagent.store import Store
-    from trayagent.tracker import Rules, Tracker
+    from trayagent.core.tracker import Rules, Tracker
 
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr(Tracker, "FORGET_EVERY", 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trayagent.playlist import (
+from trayagent.sync.playlist import (
     PlaylistError,
     WantedTrack,
     decode,
@@ -78,7 +78,7 @@ def test_m3u_extart_and_extalb():
 
 def test_m3u_broken_lines_are_skipped_and_logged(caplog):
     text = "#EXTM3U\n#EXTINF:abc\nhttp://radio.example/stream\n#EXTINF:10,Good - One\ngood.mp3\n\n   \nrandom.mp3\n#EXTINF:99,Trunc - Ated"
-    with caplog.at_level(logging.WARNING, logger="trayagent.playlist"):
+    with caplog.at_level(logging.WARNING, logger="trayagent.sync.playlist"):
         tracks = parse_m3u(text, "b.m3u")
     assert pairs(tracks) == [("Good", "One"), ("Trunc", "Ated")]
     assert any("malformed #EXTINF" in r.message for r in caplog.records)
@@ -128,13 +128,13 @@ def test_csv_title_only_column_with_artist_dash_title():
 
 def test_csv_broken_rows_are_skipped(caplog):
     text = "Artist,Title\nA,B\n,missing artist\nonly one cell\n\nC,D,extra,cells\n"
-    with caplog.at_level(logging.WARNING, logger="trayagent.playlist"):
+    with caplog.at_level(logging.WARNING, logger="trayagent.sync.playlist"):
         assert pairs(parse_csv(text, "x.csv")) == [("A", "B"), ("C", "D")]
     assert sum("skipped" in r.message for r in caplog.records) == 2
 
 
 def test_csv_without_a_title_column_reads_nothing(caplog):
-    with caplog.at_level(logging.WARNING, logger="trayagent.playlist"):
+    with caplog.at_level(logging.WARNING, logger="trayagent.sync.playlist"):
         assert parse_csv("foo,bar\n1,2\n") == []
     assert "no title column" in caplog.text
 
@@ -241,7 +241,7 @@ def test_other_csv_exports_keep_a_comma_credit_whole():
 
 
 def test_skipped_lines_are_collected_with_the_reason(tmp_path):
-    from trayagent.playlist import SkippedLine
+    from trayagent.sync.playlist import SkippedLine
 
     (tmp_path / "a.txt").write_text("Muse - Uprising\njust some words\n", encoding="utf-8")
     (tmp_path / "b.m3u").write_text("#EXTM3U\n#EXTINF:x\nhttp://radio.example/stream\n", encoding="utf-8")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trayagent.playlist import WantedTrack
-from trayagent.ranking import (
+from trayagent.config import SyncConfig
+from trayagent.sync.playlist import WantedTrack
+from trayagent.sync.ranking import (
     RankPrefs,
     artist_similarity,
     core_title,
@@ -202,13 +203,9 @@ def test_lossless_ignores_min_bitrate_and_unknown_duration_is_neutral():
 
 
 def test_prefs_from_config_reads_sync_section():
-    class Cfg:
-        preferred_formats = ("MP3", ".flac")
-        min_bitrate = 256
-
-    prefs = RankPrefs.from_config(Cfg())
-    assert prefs.preferred_formats == ("mp3", "flac") and prefs.min_bitrate == 256
-    assert RankPrefs.from_config(object()).preferred_formats == ("flac", "mp3")
+    prefs = RankPrefs.from_config(SyncConfig(preferred_formats=("MP3", ".flac"), min_bitrate=256, long_queue=7))
+    assert prefs.preferred_formats == ("mp3", "flac") and prefs.min_bitrate == 256 and prefs.long_queue == 7
+    assert RankPrefs.from_config(SyncConfig()).preferred_formats == ("flac", "mp3")
 
 
 @pytest.mark.parametrize("text,expected", [

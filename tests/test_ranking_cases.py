@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from ranking_cases import load_cases, prefs_of, responses_of, run_cases, wanted_of, wrong_versions
-from trayagent.playlist import WantedTrack
-from trayagent.ranking import RankPrefs, rank
+from trayagent.sync.playlist import WantedTrack
+from trayagent.sync.ranking import RankPrefs, rank
 
 CASES = load_cases()
 

@@ -18,8 +18,8 @@ from conftest import API_KEY
 
 from trayagent.agent import Agent
 from trayagent.config import load_config
-from trayagent.model import EventType, Kind, utcnow
-from trayagent.simulator import Simulator
+from trayagent.core.model import EventType, Kind, utcnow
+from trayagent.slskd.simulator import Simulator
 from trayagent.store import CANCEL, note_issued_elsewhere
 
 ONE = "@@x\\Album\\01 - One.flac"
@@ -176,7 +176,7 @@ def test_a_cancel_made_by_another_process_is_reported_as_cancelled(make_agent: A
 
 def test_the_sync_in_the_agent_notes_its_cancels(make: Any, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tray's sync gets a client whose cancels the agent's tracker knows about."""
-    import trayagent.sync as sync
+    import trayagent.sync_cli as sync
 
     agent = make()
     sink = EventSink()
@@ -200,9 +200,9 @@ def test_the_sync_in_the_agent_notes_its_cancels(make: Any, sim: Simulator, monk
 def test_trayagent_sync_notes_its_cancels_for_the_agent(sim: Simulator, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`trayagent sync` runs beside the agent: its cancels go into the agent's state file."""
-    import trayagent.sync as sync
+    import trayagent.sync_cli as sync
     from trayagent.cli import main
-    from trayagent.config import instance_state_path
+    from trayagent.paths import instance_state_path
     from trayagent.store import Store
 
     monkeypatch.setenv("TRAYAGENT_STATE_DIR", str(tmp_path / "state"))

@@ -12,7 +12,7 @@ from conftest import API_KEY
 
 from trayagent.config import load_config
 from trayagent.setup_wizard import normalize_url, run_init
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 

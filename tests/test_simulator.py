@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from trayagent.model import SHUTDOWN_EXCEPTION, parse_time
-from trayagent.simulator import DEFAULT_API_KEY, Simulator, format_time, format_timespan
+from trayagent.core.model import SHUTDOWN_EXCEPTION, parse_time
+from trayagent.slskd.simulator import DEFAULT_API_KEY, Simulator, format_time, format_timespan
 
 API = "/api/v0"
 DL = f"{API}/transfers/downloads"
@@ -520,7 +520,7 @@ def test_concurrent_clients_while_plans_run(sim: Simulator) -> None:
 def test_cli_runs_until_sigterm() -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trayagent.simulator", "--no-auth", "--url-base", "/slskd"],
+        [sys.executable, "-m", "trayagent.slskd.simulator", "--no-auth", "--url-base", "/slskd"],
         stderr=subprocess.PIPE, text=True, env=env,
     )
     try:

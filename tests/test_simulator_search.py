@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from test_simulator import http, wait_for  # noqa: F401 - `http` is a fixture (it uses this module's `sim`)
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 SEARCHES = "/api/v0/searches"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

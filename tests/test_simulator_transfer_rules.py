@@ -17,7 +17,7 @@ import requests
 
 from conftest import API_KEY
 
-from trayagent.simulator import Simulator
+from trayagent.slskd.simulator import Simulator
 
 API = "/api/v0"
 DL = f"{API}/transfers/downloads"

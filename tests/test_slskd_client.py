@@ -12,25 +12,23 @@ import requests
 import responses
 from responses import matchers
 
-from trayagent import slskd as slskd_mod
+from trayagent.slskd import client as slskd_mod
+from trayagent.slskd import memory as memory_mod
+from trayagent.slskd import parsing as parsing_mod
 from trayagent.config import SlskdConfig
 from trayagent.logs import clear_secrets, redact
-from trayagent.model import Kind
-from trayagent.slskd import (
-    EnqueueResult,
-    ServerState,
+from trayagent.core.model import Kind
+from trayagent.slskd.client import EnqueueResult, ServerState, SlskdClient
+from trayagent.slskd.errors import (
     SlskdBadResponse,
     SlskdBusy,
-    SlskdClient,
     SlskdError,
     SlskdInvalidArgument,
     SlskdNotFound,
     SlskdUnauthorized,
     SlskdUnreachable,
-    known_ids_only,
-    listed_ids,
-    parse_downloads,
 )
+from trayagent.slskd.parsing import known_ids_only, listed_ids, parse_downloads
 
 BASE = "http://127.0.0.1:5030"
 API = BASE + "/api/v0"
@@ -140,6 +138,26 @@ def test_jwt_renewed_once_on_401_and_request_repeated(mock: responses.RequestsMo
     assert [(c.request.method, c.request.url.rsplit("/", 1)[-1]) for c in mock.calls] == [
         ("POST", "session"), ("GET", "downloads"), ("POST", "session"), ("GET", "downloads"),
     ]
+
+
+def test_the_repeat_after_a_401_carries_the_whole_request(mock: responses.RequestsMock) -> None:
+    """The one repeat after a re-login sends the same body, query and (longer enqueue) timeout."""
+    mock.post(f"{API}/session", json={"token": TOKEN1})
+    mock.post(f"{API}/session", json={"token": TOKEN2})
+    mock.post(f"{API}/transfers/downloads/alice", status=401)
+    mock.post(f"{API}/transfers/downloads/alice", status=201, body="")
+    mock.get(f"{API}/transfers/downloads", status=401)
+    mock.get(f"{API}/transfers/downloads", json=[])
+    client = jwt_client(timeout=7, enqueue_timeout=90)
+    assert client.enqueue("alice", [("a\\b.flac", 12)]).ids_known is False
+    sent = [c for c in mock.calls if c.request.url.endswith("/alice")]
+    assert [json.loads(c.request.body) for c in sent] == [[{"filename": "a\\b.flac", "size": 12}]] * 2
+    assert [c.request.req_kwargs["timeout"] for c in sent] == [(5.0, 90.0)] * 2
+    mock.post(f"{API}/session", json={"token": TOKEN1})
+    client.list_downloads(include_removed=True)
+    listed = [c for c in mock.calls if "/transfers/downloads?" in c.request.url]
+    assert [c.request.url.split("?")[1] for c in listed] == ["includeRemoved=true"] * 2
+    assert [c.request.req_kwargs["timeout"] for c in listed] == [(5.0, 7.0)] * 2
 
 
 def test_jwt_second_401_gives_up(mock: responses.RequestsMock) -> None:
@@ -652,7 +670,7 @@ def test_parse_skips_junk_and_counts_it(caplog: pytest.LogCaptureFixture) -> Non
         {"username": "a", "directories": [{"files": [transfer()]}]},
         {"username": "a", "files": [None, transfer(id=GUID2)]},
     ]
-    caplog.set_level(logging.DEBUG, logger="trayagent.slskd")
+    caplog.set_level(logging.DEBUG, logger="trayagent.slskd.parsing")
     got = parse_downloads(json.dumps(body))
     assert [t.id for t in got] == [GUID, GUID2]
     assert got.skipped == 8  # a directory whose files are not a list counts too
@@ -702,8 +720,8 @@ def test_parse_preserves_hostile_filenames_exactly(name: str) -> None:
 
 
 def test_parse_with_stdlib_json_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(slskd_mod, "_loads", json.loads)
-    monkeypatch.setattr(slskd_mod, "_JSON_ERRORS", (ValueError, TypeError))
+    monkeypatch.setattr(parsing_mod, "_loads", json.loads)
+    monkeypatch.setattr(parsing_mod, "_JSON_ERRORS", (ValueError, TypeError))
     assert [t.filename for t in parse_downloads(json.dumps(nested(transfer(filename=HOSTILE[1]))))] == [HOSTILE[1]]
     with pytest.raises(SlskdBadResponse):
         parse_downloads("[")
@@ -796,7 +814,7 @@ def test_user_list_is_one_group_and_404_means_none(mock: responses.RequestsMock)
 
 
 def test_the_whole_list_is_read_in_one_piece_with_the_same_bytes() -> None:
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     with Simulator(api_key=None) as sim:
         for i in range(300):
@@ -812,8 +830,8 @@ def test_the_whole_list_is_read_in_one_piece_with_the_same_bytes() -> None:
 def test_parse_with_the_stdlib_fallback_is_identical(monkeypatch: pytest.MonkeyPatch) -> None:
     body = json.dumps(nested(transfer(), transfer(id=GUID[:-1] + "1", state="InProgress")))
     with_orjson = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
-    monkeypatch.setattr(slskd_mod, "_loads", json.loads)
-    monkeypatch.setattr(slskd_mod, "orjson", None)
+    monkeypatch.setattr(parsing_mod, "_loads", json.loads)
+    monkeypatch.setattr(parsing_mod, "orjson", None)
     fallback = parse_downloads(body, listing=True, known={GUID: Kind.SUCCEEDED})
     assert list(fallback) == list(with_orjson) and fallback.recorded_ids == [GUID]
 
@@ -846,7 +864,7 @@ def test_recorded_ends_are_sorted_out_as_the_per_record_loop_does(odd: int, monk
                            {**transfer(id=GUID, username="bare")}])  # a bare transfer object as well
         fast = parse_downloads(body, listing=True, known={**known, GUID: Kind.SUCCEEDED})
         with monkeypatch.context() as m:
-            m.setattr(slskd_mod, "_unrecorded", lambda *a: None)
+            m.setattr(parsing_mod, "_unrecorded", lambda *a: None)
             loop = parse_downloads(body, listing=True, known={**known, GUID: Kind.SUCCEEDED})
         assert list(fast) == list(loop) and fast.recorded_ids == loop.recorded_ids and fast.skipped == loop.skipped
         assert fast.recorded_ids[:1] == [records[0]["id"]] and fast.recorded_ids[-1] == GUID
@@ -913,7 +931,7 @@ def test_list_downloads_reads_by_id_only_when_asked_and_nothing_is_new(mock: res
 def test_a_parse_is_trimmed_after_unless_asked_not_to_and_a_read_by_id_always(
         mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch) -> None:
     trims: list[int] = []
-    monkeypatch.setattr(slskd_mod, "_trim_heap", trims.append)
+    monkeypatch.setattr(memory_mod, "trim_heap", trims.append)
     body = json.dumps(nested(transfer(), transfer(id=GUID2, state="InProgress")))
     mock.get(f"{BASE}/api/v0/transfers/downloads", body=body, status=200)
     client = key_client()
@@ -922,3 +940,14 @@ def test_a_parse_is_trimmed_after_unless_asked_not_to_and_a_read_by_id_always(
     client.list_downloads(known={GUID: Kind.SUCCEEDED}, followed=frozenset({GUID2}), trim=False)
     client.list_downloads(known={GUID: Kind.SUCCEEDED})
     assert trims == [len(body), len(body)]
+
+
+def test_the_heap_is_trimmed_only_after_a_body_big_enough_to_matter(monkeypatch: pytest.MonkeyPatch) -> None:
+    trimmed: list[int] = []
+    monkeypatch.setattr(memory_mod, "_malloc_trim", trimmed.append)
+    memory_mod.trim_heap(memory_mod.TRIM_AFTER - 1)
+    assert trimmed == []
+    memory_mod.trim_heap(memory_mod.TRIM_AFTER)
+    assert trimmed == [0]  # malloc_trim(0): every free page, whatever its size
+    monkeypatch.setattr(memory_mod, "_malloc_trim", None)  # no glibc: nothing to call
+    memory_mod.trim_heap(10 * memory_mod.TRIM_AFTER)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from trayagent.model import Kind, Transfer
-from trayagent.store import CANCEL, RETRY, Store, StoreError, note_issued_elsewhere
-from trayagent.tracker import Changes, Rules
+from trayagent.core.model import Kind, Transfer
+from trayagent.errors import StoreError
+from trayagent.store import CANCEL, RETRY, Store, note_issued_elsewhere
+from trayagent.core.tracker import Changes, Rules
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 RULES = Rules(grace_polls=2, failure_settle=10, restart_window=30)
@@ -130,9 +131,10 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 DISK_FULL = """
 import resource, sys
 from datetime import datetime, timezone
-from trayagent.model import Transfer
-from trayagent.store import Store, StoreError
-from trayagent.tracker import Rules
+from trayagent.core.model import Transfer
+from trayagent.errors import StoreError
+from trayagent.store import Store
+from trayagent.core.tracker import Rules
 
 store = Store(sys.argv[1])
 tracker = store.load_tracker(Rules())

@@ -18,17 +18,15 @@ from typing import Any, Callable
 import pytest
 
 from trayagent.config import Config, SlskdConfig, SyncConfig
-from trayagent.playlist import WantedTrack
-from trayagent.slskd import SlskdClient, SlskdUnreachable
-from trayagent.sync import (
-    EngineTimings,
-    LocalLibrary,
-    SyncBusy,
-    SyncEngine,
-    SyncProgress,
-    SyncStore,
-    run_sync_command,
-)
+from trayagent.core.tracker import Rules
+from trayagent.sync.playlist import WantedTrack
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdUnreachable
+from trayagent.sync.engine import EngineTimings, SyncEngine
+from trayagent.sync.library import LocalLibrary
+from trayagent.sync.report import SyncProgress
+from trayagent.sync.store import SyncBusy, SyncStore
+from trayagent.sync_cli import run_configured_sync, run_sync_command
 
 API_KEY = "test-key-0123456789abcdef"
 LUCKY = WantedTrack("Daft Punk", "Get Lucky", "Random Access Memories", 248.0)
@@ -40,7 +38,7 @@ REJECT = [QUEUED, ("end", "Completed, Rejected")]
 FOREVER_QUEUED = [("state", "Queued, Remotely", 3600)]
 
 # slskd ends a search searchTimeout after its last response: 50 ms keeps the suite fast.
-FAST = EngineTimings(poll_interval=0.05, settle=0.3, busy_backoff=0.05, search_backoff=0.1,
+FAST = EngineTimings(poll_interval=0.05, rules=Rules(failure_settle=0.3), busy_backoff=0.05, search_backoff=0.1,
                      give_up_after=5.0, max_search_rounds=2, search_timeout_ms=50, login_check=0.05)
 
 
@@ -328,6 +326,24 @@ def test_slskd_restart_mid_download_follows_the_reenqueued_transfer(sim_fast, re
     assert len(records) == 2 and {t["state"] for t in records} == {"Completed, Errored", "Completed, Succeeded"}
 
 
+def test_a_vanished_transfer_is_given_the_trackers_grace_polls(sim_fast, real_client, tmp_path):
+    """A transfer slskd no longer has, even by id, is given up after `grace_polls` polls (core/rules)."""
+    sim_fast.add_search_results("get lucky", [BEST, SECOND])
+    client = ScriptedClient(real_client, sim_fast, {"best": FOREVER_QUEUED, "second": SUCCEED})
+    deleted: dict[str, str] = {}
+
+    def delete_once(p: SyncProgress) -> None:
+        live = [t for t in sim_fast.transfers() if t["username"] == "best"]
+        if live and not deleted:
+            deleted["id"] = live[0]["id"]
+            sim_fast.delete(live[0]["id"])
+
+    report = engine(client, tmp_path, queue_timeout=60.0).run([LUCKY], progress_cb=delete_once)
+    assert report.tracks[0].username == "second" and report.tracks[0].attempts == 2
+    missing = [r for r in sim_fast.requests if r.method == "GET" and r.path.endswith(deleted["id"])]
+    assert [r.status for r in missing] == [404] * Rules().grace_polls
+
+
 def test_succeeded_without_all_bytes_is_not_obtained(sim_fast, real_client, tmp_path):
     sim_fast.add_search_results("get lucky", [BEST, SECOND])
 
@@ -340,13 +356,11 @@ def test_succeeded_without_all_bytes_is_not_obtained(sim_fast, real_client, tmp_
 
 
 def test_run_configured_sync_for_the_tray(sim_fast, real_client, tmp_path, monkeypatch):
-    from trayagent.sync import run_configured_sync
-
     config = _config(sim_fast, tmp_path, monkeypatch, playlists=())
     with pytest.raises(ValueError):
         run_configured_sync(config, client=real_client)
     missing = tmp_path / "nope.m3u"
-    from trayagent.playlist import PlaylistError
+    from trayagent.sync.playlist import PlaylistError
 
     with pytest.raises(PlaylistError):
         run_configured_sync(config, [missing], client=real_client)
@@ -504,8 +518,8 @@ def test_cli_progress_bar_on_a_tty(sim_fast, tmp_path, monkeypatch):
 
 
 def test_store_survives_reopen_and_keeps_attempts(tmp_path):
-    from trayagent.ranking import Candidate
-    from trayagent.sync import TrackState
+    from trayagent.sync.ranking import Candidate
+    from trayagent.sync.store import TrackState
 
     path = tmp_path / "s.sqlite3"
     store = SyncStore(path)
@@ -518,6 +532,21 @@ def test_store_survives_reopen_and_keeps_attempts(tmp_path):
     assert again.tried(LUCKY.key) == [("u", "f.flac", "failed")]
     assert not again.file_claimed("u", "f.flac")  # failed files block only their own track
     again.close()
+
+
+def test_track_state_is_stored_flat_and_brings_back_the_whole_wanted_track():
+    """The wanted track is one field of TrackState, stored flat as before: older files read the same."""
+    from trayagent.sync.store import TrackState
+
+    wanted = WantedTrack("Daft Punk", "Get Lucky", "RAM", 248.0, "p.csv", ("Pharrell Williams",))
+    data = json.loads(TrackState.new(wanted).to_json())
+    assert "wanted" not in data and (data["artist"], data["featured"]) == ("Daft Punk", ["Pharrell Williams"])
+    back = TrackState.from_json(TrackState.new(wanted).to_json()).wanted
+    assert (back, back.source, back.featured) == (wanted, "p.csv", ("Pharrell Williams",))
+    old = TrackState.from_json('{"key": "daft punk|get lucky", "artist": "Daft Punk", "title": "Get Lucky", '
+                               '"album": null, "duration": null, "source": "", "featured": [], "status": "completed"}')
+    assert (old.key, old.label, old.status, old.wanted.featured) == (
+        "daft punk|get lucky", "Daft Punk - Get Lucky", "completed", ())
 
 
 def _write_tagged_flac(path: Path, artist: str, title: str) -> None:
@@ -573,3 +602,30 @@ def test_cli_ctrl_c_stops_cleanly_and_saves_state(sim_fast, tmp_path, monkeypatc
     assert code == 1 and data["stopped"] and data["queued"] == 1
     assert signal.getsignal(signal.SIGINT) is before
     assert len(sim_fast.transfers()) == 1
+
+
+def test_sync_follows_downloads_by_the_users_tracking_rules(sim_fast, tmp_path, monkeypatch):
+    """Issue 11.2: one rule set. The [tracking] section the user set is the sync's too."""
+    import trayagent.sync_cli as sync_cli
+    from trayagent.core.tracker import Rules
+
+    seen: list[object] = []
+
+    class Recording(SyncEngine):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            seen.append(self.t.rules)
+
+        def run(self, *args: Any, **kw: Any) -> Any:  # the rules are what this test is about
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync_cli, "SyncEngine", Recording)
+    playlist = tmp_path / "p.m3u"
+    playlist.write_text("#EXTINF:248,Daft Punk - Get Lucky\nx.mp3\n")
+    config = _config(sim_fast, tmp_path, monkeypatch)
+    config.tracking = Rules(failure_settle=7.0, restart_window=42.0, grace_polls=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_configured_sync(config, [str(playlist)])
+    with pytest.raises(KeyboardInterrupt):
+        run_sync_command(config, [str(playlist)], True, io.StringIO(), io.StringIO())
+    assert seen == [config.tracking, config.tracking]

@@ -30,8 +30,9 @@ from test_sync import (
     peer,
     run_bg,
 )
-from trayagent.playlist import WantedTrack
-from trayagent.sync import SyncStore, run_sync_command
+from trayagent.sync.playlist import WantedTrack
+from trayagent.sync.store import SyncStore
+from trayagent.sync_cli import run_sync_command
 
 pytestmark = pytest.mark.integration
 
@@ -243,7 +244,7 @@ def test_progress_has_counts_and_an_eta_from_the_search_rate(sim_fast, real_clie
 def test_one_line_per_track_in_the_log(sim_fast, real_client, tmp_path, caplog):
     sim_fast.add_search_results(None, [BEST])
     client = ScriptedClient(real_client, sim_fast, {"best": SUCCEED})
-    with caplog.at_level(logging.INFO, logger="trayagent.sync"):
+    with caplog.at_level(logging.INFO, logger="trayagent.sync.engine"):
         engine(client, tmp_path).run([LUCKY, WantedTrack("Nobody", "Nothing")])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("track ")]
     assert sorted(lines) == ["track downloaded: Daft Punk - Get Lucky (Random Access Memories\\08 - Get Lucky.flac "
@@ -265,7 +266,8 @@ def test_cli_dry_run_searches_ranks_and_enqueues_nothing(sim_fast, tmp_path, mon
     assert text.rstrip().endswith("Dry run of 2 tracks: 1 would be downloaded, 1 not found, 1 playlist line skipped")
     real = SyncStore(config.state_path)
     try:  # the state is untouched; the search clock is shared
-        assert real.all_tracks() == [] and real.meta("last_search_at") is not None
+        untouched = [real.load(WantedTrack(a, t).key) for a, t in (("Daft Punk", "Get Lucky"), ("Nobody", "Nothing"))]
+        assert untouched == [None, None] and real.meta("last_search_at") is not None
     finally:
         real.close()
     sim_fast.enqueue_plan = SUCCEED
@@ -279,12 +281,12 @@ def test_cli_dry_run_searches_ranks_and_enqueues_nothing(sim_fast, tmp_path, mon
 
 
 def test_tracks_obtained_under_an_earlier_versions_key_are_not_downloaded_again(sim_fast, real_client, tmp_path):
-    from trayagent.sync_store import COMPLETED, TrackState, legacy_key
+    from trayagent.sync.store import COMPLETED, TrackState, legacy_key
 
     assert legacy_key("Simon & Garfunkel", "The Boxer") == "simon|the boxer"  # what 0.x stored
     assert legacy_key("Coldplay", "Clocks - 2008 Remaster") == "coldplay|clocks"
     store = SyncStore(tmp_path / "state.sqlite3")
-    old = TrackState(legacy_key("Simon & Garfunkel", "The Boxer"), "Simon & Garfunkel", "The Boxer",
+    old = TrackState(legacy_key("Simon & Garfunkel", "The Boxer"), WantedTrack("Simon & Garfunkel", "The Boxer"),
                      status=COMPLETED, finished_at=1.0, found=True)
     store.save(old, 1.0)
     store.close()

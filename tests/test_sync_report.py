@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trayagent.playlist import SkippedLine
-from trayagent.sync_report import SyncProgress, SyncReport, TrackResult, format_eta, progress_bar
+from trayagent.sync.playlist import SkippedLine
+from trayagent.sync.report import SyncProgress, SyncReport, TrackResult, format_eta, progress_bar
 
 
 def result(status: str, **kw: object) -> TrackResult:

@@ -16,9 +16,11 @@ import pytest
 
 from test_sync import SIZE, ScriptedClient, sync_cfg
 from trayagent.config import SlskdConfig
-from trayagent.playlist import WantedTrack
-from trayagent.slskd import SlskdClient
-from trayagent.sync import EngineTimings, LocalLibrary, SyncEngine
+from trayagent.core.tracker import Rules
+from trayagent.sync.playlist import WantedTrack
+from trayagent.slskd.client import SlskdClient
+from trayagent.sync.engine import EngineTimings, SyncEngine
+from trayagent.sync.library import LocalLibrary
 
 API_KEY = "test-key-0123456789abcdef"
 TRACKS = 200
@@ -56,7 +58,7 @@ def test_200_tracks_with_queueing_peers_keep_searching_at_the_rate(sim: Any, tmp
         scripts[f"best{i}"] = QUEUE_FOR_AN_HOUR if i % 3 == 0 else FAST_DOWNLOAD
         scripts[f"backup{i}"] = FAST_DOWNLOAD
     client = ScriptedClient(SlskdClient(SlskdConfig(url=sim.url, api_key=API_KEY, timeout=5.0)), sim, scripts)
-    timings = EngineTimings(poll_interval=0.02, search_timeout_ms=20, login_check=1.0, settle=0.3,
+    timings = EngineTimings(poll_interval=0.02, search_timeout_ms=20, login_check=1.0, rules=Rules(failure_settle=0.3),
                             busy_backoff=0.02, give_up_after=10.0)
     cfg = sync_cfg(searches_per_minute=SEARCHES_PER_MINUTE, queue_timeout=1.0 / 60, max_in_progress=3)
     report = SyncEngine(client, cfg, tmp_path / "state.sqlite3", timings=timings,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trayagent.queries import query_forms, query_words
-from trayagent.titles import artist_alternatives, folder_versions, parse_title, split_credit
+from trayagent.sync.queries import query_forms, query_words
+from trayagent.sync.titles import artist_alternatives, folder_versions, parse_title, split_credit
 
 
 @pytest.mark.parametrize("title,name,versions,soft", [

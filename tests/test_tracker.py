@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from trayagent.model import EventType, Kind, Transfer
-from trayagent.tracker import Rules, Tracker
+from trayagent.core.model import EventType, Kind, Transfer
+from trayagent.core.tracker import Rules, Tracker
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 _ids = itertools.count(1)

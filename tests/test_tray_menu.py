@@ -7,15 +7,19 @@ import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
 
-from trayagent import tray as T
-from trayagent.model import AgentState, Finished, Kind, Progress
-from trayagent.tray import ItemSpec, MenuModel, TrayApp, local_folder, recent_label
-from trayagent.traybackend import TrayView, to_pystray
+from trayagent.config import Config, SlskdConfig, SyncConfig, TrayConfig
+from trayagent.core.model import AgentState, Finished, Kind, Progress
+from trayagent.desktop import menu as T
+from trayagent.desktop import openers
+from trayagent.desktop.menu import ItemSpec, MenuModel, recent_label
+from trayagent.desktop.openers import local_folder
+from trayagent.desktop.tray import TrayApp
+from trayagent.desktop.traybackend import to_pystray
+from trayagent.desktop.trayview import TrayView
 
 UTC = timezone.utc
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -292,7 +296,7 @@ class PauseRecorder:
 def make_app(agent: FakeAgent, *backends: FakeBackend, problems: dict[str, str] | None = None,
              **kw: Any) -> tuple[TrayApp, dict[str, FakeBackend]]:
     made = {b.name: b for b in backends} or {"fake": FakeBackend(log=agent.log)}
-    config = SimpleNamespace(slskd=SimpleNamespace(url="http://localhost:5030", web_url="", download_dir=""))
+    config = Config(SlskdConfig(url="http://localhost:5030"))
     app = TrayApp(agent, config, backends=list(made), factory=made.__getitem__,
                   probe=lambda name: (problems or {}).get(name), **kw)
     return app, made
@@ -396,7 +400,7 @@ class TestTrayApp:
 
     def test_open_slskd_uses_web_url_or_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
         opened: list[str] = []
-        monkeypatch.setattr(T.webbrowser, "open", lambda url: opened.append(url) or True)
+        monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
         agent = FakeAgent()
         app, _ = make_app(agent)
         app._on_menu(T.OPEN_SLSKD)
@@ -407,10 +411,10 @@ class TestTrayApp:
 
     def test_open_url_refuses_non_http(self, monkeypatch: pytest.MonkeyPatch) -> None:
         opened: list[str] = []
-        monkeypatch.setattr(T.webbrowser, "open", lambda url: opened.append(url) or True)
-        assert T.open_url("file:///etc/passwd") is False
-        assert T.open_url("javascript:alert(1)") is False
-        assert T.open_url("https://slskd.example/") is True
+        monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+        assert openers.open_url("file:///etc/passwd") is False
+        assert openers.open_url("javascript:alert(1)") is False
+        assert openers.open_url("https://slskd.example/") is True
         assert opened == ["https://slskd.example/"]
 
     def test_pause_toggles_and_reaches_notifier(self) -> None:
@@ -457,7 +461,7 @@ class TestLadder:
         agent = FakeAgent()
         sni, gtk = FakeBackend("sni", agent.log), FakeBackend("gtk", agent.log)
         app, _ = make_app(agent, sni, gtk, problems={"sni": "no StatusNotifierWatcher"})
-        with caplog.at_level("INFO", logger="trayagent.tray"):
+        with caplog.at_level("INFO", logger="trayagent.desktop.tray"):
             th = start_app(app)
             assert wait_for(lambda: "agent.start" in agent.log)
         assert app.backend_name == "gtk" and sni.views == []
@@ -483,7 +487,7 @@ class TestLadder:
 
     def test_an_icon_that_never_appears_does_not_hold_up_polling(self, monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-        import trayagent.tray as tray
+        import trayagent.desktop.tray as tray
 
         monkeypatch.setattr(tray, "READY_GRACE", 0.2)
         agent = FakeAgent()
@@ -561,3 +565,17 @@ def test_sync_playlists_item_follows_config_and_progress() -> None:
     running = MenuModel.build(st(sync_status="Sync 3/10"), now=NOW, playlists=True)
     item = running.find(T.SYNC_PLAYLISTS)
     assert item is not None and item.text == "Sync 3/10" and item.enabled is False
+
+
+def test_tray_reads_its_settings_from_the_typed_config_sections(tmp_path: Any) -> None:
+    """[tray] backend picks the ladder, [sync] playlists enable the item, [slskd] gives URL and folder."""
+    config = Config(SlskdConfig(url="http://localhost:5030", web_url="https://slskd.example/",
+                                download_dir=str(tmp_path)),
+                    sync=SyncConfig(playlists=("mix.m3u",)), tray=TrayConfig(backend="none"))
+    agent = FakeAgent(st(recent=(finished("01 Song.flac"),)))
+    app = TrayApp(agent, config)
+    assert app._rungs == ()
+    model = app._build_model()
+    assert model.find(T.SYNC_PLAYLISTS).enabled is True  # type: ignore[union-attr]
+    assert model.find(T.OPEN_FOLDER).arg == str(tmp_path / "Album")  # type: ignore[union-attr]
+    assert app._web_url() == "https://slskd.example/"

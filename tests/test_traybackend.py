@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from trayagent import traybackend as tb
-from trayagent.icons import BADGE, DISC, icon_key, render_key
-from trayagent.model import AgentState
-from trayagent.sni import ICON_SIZES, argb32, pixmaps
+from trayagent.desktop import traybackend as tb
+from trayagent.desktop.icons import BADGE, DISC, icon_key, render_key
+from trayagent.core.model import AgentState
+from trayagent.desktop.sni import ICON_SIZES, argb32, pixmaps
 
 
 # --------------------------------------------------------------------------- ladder

@@ -1,51 +1,42 @@
 """The runtime: APScheduler jobs that poll slskd, reconcile, persist, notify and clean up.
 
 This module owns the only mutable state of a running agent (tracker, store, connection
-status). Polls, cleanups and actions are serialised by one lock; the UI reads immutable
-``AgentState`` snapshots and never waits on that lock.
+status): its lifecycle, the scheduling of its jobs, the state snapshots and the user's actions.
+What a poll reads is polling.py's, slskd's reachability server_status.py's, the retry and
+cleanup plans actions.py's. Polls, cleanups and actions are serialised by one lock; the UI
+reads immutable ``AgentState`` snapshots and never waits on that lock.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
+from datetime import datetime, timezone
+from typing import Callable, Collection, Iterable, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from trayagent.actions import CancelNotingClient, new_records, plan_retry
+from trayagent.actions import IssuedLedger, confirm_enqueued, enqueue_retry, plan_retry, removable, remove_transfers
+from trayagent.agent_sync import run_agent_sync
 from trayagent.config import Config
-from trayagent.model import (
-    AgentState,
-    Event,
-    EventType,
-    Kind,
-    Transfer,
-    utcnow,
-)
-from trayagent.config import legacy_state_path
-from trayagent.delivery import Delivery
-from trayagent.notify import Notifier
-from trayagent.slskd import (
-    Downloads,
-    SlskdClient,
-    SlskdError,
-    SlskdUnauthorized,
-    SlskdUnreachable,
-    tune_allocator,
-)
-from trayagent.store import CANCEL, RETRY, Store, StoreError, open_store
-from trayagent.tracker import Rules, Tracked, Tracker
+from trayagent.core.model import AgentState, Event, EventType, Kind, Transfer, utcnow
+from trayagent.core.notifier import Notifier
+from trayagent.delivery import Delivery, LogConsumer
+from trayagent.paths import legacy_state_path
+from trayagent.polling import Poller
+from trayagent.server_status import ServerStatus
+from trayagent.slskd.client import SlskdClient
+from trayagent.slskd.errors import SlskdError
+from trayagent.slskd.memory import tune_allocator
+from trayagent.errors import StoreError
+from trayagent.store import CANCEL, RETRY, Store, open_store
+from trayagent.core.tracker import Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
 SERVER_STATE_INTERVAL = 30.0
-#: After an enqueue POST timed out, how long to watch slskd's list for the files to appear.
-ENQUEUE_CONFIRM_SECONDS = 10.0
 ALL_OUTCOMES = frozenset({"succeeded", "cancelled", "failed"})
 
 StateCallback = Callable[[AgentState], None]
@@ -64,15 +55,14 @@ class Agent:
         self.config = config
         self._client = client if client is not None else SlskdClient(config.slskd)
         self._store = store if store is not None else open_store(config.state_path, legacy_state_path())
-        t = config.tracking
-        self._rules = Rules(grace_polls=t.grace_polls, failure_settle=t.failure_settle,
-                            restart_window=t.restart_window)
+        self._rules: Rules = config.tracking
         self._tracker: Tracker = self._store.load_tracker(self._rules)
         self._tracker_stale = False  # a commit failed and the tracker could not be reloaded yet
         self._compact_due = False  # the first start's history is compacted at the next poll
         self._store_failing = False
         self._unreadable_warned = False
         self._clock = clock
+        self._poller = Poller(self._client, config.poll, self._on_failure)
         self._watch_server = watch_server
         self._lock = threading.RLock()
         self._clear_lock = threading.Lock()
@@ -83,18 +73,12 @@ class Agent:
             timezone=timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        self._connected: bool | None = None  # None until the first poll
-        self._failures = 0
+        self._server = ServerStatus(download_dir_known=bool(config.slskd.download_dir))
         self._interval = config.poll.active_interval
         self._last_error: str | None = None
-        self._logged_in: bool | None = None
         self._failed_unseen = 0
-        self._full_due = True  # the next poll reads slskd's whole list (see _peers_to_poll)
-        self._last_full = float("-inf")  # monotonic time of the last full poll
-        self._issued: dict[str, set[str]] = {RETRY: set(), CANCEL: set()}  # retries/cancels made
-        self._issued_row = 0
+        self._issued = IssuedLedger(self._store)  # retries/cancels made
         self._sync_status: str | None = None
-        self._download_dir_known = bool(config.slskd.download_dir)
         self._sync_stop = threading.Event()
         self._stopping = threading.Event()  # ends a long clear's removals at shutdown
         self._sync_lock = threading.Lock()
@@ -135,7 +119,7 @@ class Agent:
         event is written as it is recorded) is where events are reported.
         """
         if not self._notifiers:
-            self.add_notifier(_LogConsumer(), "log")
+            self.add_notifier(LogConsumer(), "log")
         self._delivery.start()
         tune_allocator()
         s = self._scheduler
@@ -208,13 +192,13 @@ class Agent:
         """poll_once, returning what it read (None on failure).
 
         While a few peers' downloads are followed, only those peers' lists are read (see
-        _peers_to_poll). `build_all` reads the whole list and builds every record, for clear().
+        Poller.peers_to_poll). `build_all` reads the whole list and builds every record, for clear().
         """
         with self._lock:
             if self._tracker_stale and not self._reload_tracker():
                 return None
             self._compact_if_due()
-            fetched = self._fetch(build_all)
+            fetched = self._poller.fetch(self._tracker, build_all)
             if fetched is None:
                 return None
             transfers, covered = fetched
@@ -225,7 +209,7 @@ class Agent:
             if unreadable or full:
                 self._note_unreadable(unreadable)
             try:
-                cancelled = self._issued_ids(CANCEL)
+                cancelled = self._issued.ids(CANCEL)
             except StoreError as exc:
                 self._on_store_failure(exc)
                 return None
@@ -243,7 +227,7 @@ class Agent:
             if self._store_failing:
                 self._store_failing = False
                 log.warning("state saved again")
-            self._after_poll(full, whole)
+            self._poller.after_poll(self._tracker, full, whole)
             if changes.initialized:
                 # The history just recorded holds ids cut from the parsed body: compacted once nothing
                 # else of the body is left (see Tracker.compact), its memory goes back.
@@ -263,126 +247,6 @@ class Agent:
             self._publish()
             return transfers
 
-    def _fetch(self, build_all: bool) -> tuple[Downloads, frozenset[str] | None] | None:
-        """Read slskd for one poll: the followed peers' lists, or the whole list (by id if it may).
-
-        Returns what was read and the peers it covers (None: the whole list, built), or None
-        when the poll failed (already handled).
-        """
-        peers = None if build_all else self._peers_to_poll()
-        known = None if build_all else self._tracker.recorded
-        if peers is not None:
-            return self._fetch_peers(peers, known)
-        return self._fetch_all(known, None if build_all else self._whole_list_by_id())
-
-    def _peers_to_poll(self) -> frozenset[str] | None:
-        """The peers whose own lists this poll reads, or None to read slskd's whole list.
-
-        The whole list is read on the first poll, once per idle_interval (so downloads added
-        elsewhere are noticed as soon as when idle), at once after a failed poll (a reconnect),
-        a failed peer's list, a download gone missing from its peer's list, or an slskd restart,
-        and whenever more than [poll] max_peers peers are followed.
-        """
-        p = self.config.poll
-        tracker = self._tracker
-        if self._full_due or p.max_peers <= 0 or not tracker.initialized or tracker.needs_full_poll():
-            return None
-        if time.monotonic() - self._last_full >= p.idle_interval - p.active_interval / 2:
-            return None
-        peers = tracker.peers()
-        if not peers or len(peers) > p.max_peers or "" in peers:
-            return None
-        return peers
-
-    def _whole_list_by_id(self) -> frozenset[str] | None:
-        """The followed ids, when this poll may read slskd's whole list for its ids only.
-
-        That is when the whole list is read because idle_interval has passed (or nothing is
-        followed): if every id in it is recorded or followed, it holds nothing new, and the
-        followed peers' own lists give their records (client.list_downloads, `followed`).
-        None, and the whole list is built, whenever a reason in _peers_to_poll other than the
-        interval holds, or the followed peers cannot all be read one by one.
-        """
-        p = self.config.poll
-        tracker = self._tracker
-        if self._full_due or p.max_peers <= 0 or not tracker.initialized or tracker.needs_full_poll():
-            return None
-        peers = tracker.peers()
-        if len(peers) > p.max_peers or "" in peers or any(d.missing_polls for d in tracker.active):
-            return None
-        return tracker.followed_ids()
-
-    def _after_poll(self, full: bool, whole: bool) -> None:
-        """After a committed poll: when the next one must read the whole list."""
-        if whole:
-            self._last_full = time.monotonic()
-        if full:
-            self._full_due = False
-        elif any(d.missing_polls for d in self._tracker.active):
-            self._full_due = True  # absence is confirmed against the whole list, poll by poll
-
-    def _fetch_all(
-        self, known: Mapping[str, Kind] | None, followed: frozenset[str] | None = None,
-    ) -> tuple[Downloads, frozenset[str] | None] | None:
-        """Read slskd's whole list; by id only when `followed` is given and nothing in it is new.
-
-        Read by id, the poll then reads the followed peers' lists and covers those peers.
-        """
-        # While downloads are followed, the memory a parse frees is used again within a second.
-        trim = not self._tracker.active
-        try:
-            listed = self._client.list_downloads(known=known, followed=followed, trim=trim)
-        except SlskdError as exc:
-            self._on_failure(exc)
-            return None
-        if not listed.by_id:
-            return listed, None
-        peers = self._tracker.peers()
-        if not peers:
-            return listed, frozenset()
-        fetched = self._fetch_peers(peers, known)
-        if fetched is None or fetched[1] is None:
-            return fetched  # failed, or no peer's list answered and the whole list was built
-        got, covered = fetched
-        got.recorded_ids.extend(listed.recorded_ids)  # type: ignore[union-attr] - a list from _fetch_peers
-        got.by_id = True
-        return got, covered
-
-    def _fetch_peers(
-        self, peers: frozenset[str], known: Mapping[str, Kind] | None,
-    ) -> tuple[Downloads, frozenset[str]] | None:
-        """Read each peer's list; the poll covers the peers whose lists were read whole.
-
-        No answer, or credentials refused, fails the poll as a full one would. A peer whose
-        list fails otherwise (a 5xx, a body that is not a group) is left out: its downloads
-        are neither seen nor counted absent, and the next poll reads the whole list (this one
-        does, when no peer's list answered).
-        """
-        out = Downloads()
-        out.recorded_ids = []
-        covered: set[str] = set()
-        error: SlskdError | None = None
-        for user in sorted(peers):
-            try:
-                got = self._client.list_user_downloads(user, known=known)
-            except (SlskdUnreachable, SlskdUnauthorized) as exc:
-                self._on_failure(exc)
-                return None
-            except SlskdError as exc:
-                error = exc
-                log.debug("download list of %r unavailable: %s", user, exc)
-                continue
-            out.extend(got)
-            out.recorded_ids.extend(got.recorded_ids)
-            out.skipped += got.skipped
-            if not got.skipped:
-                covered.add(user)
-        if error is not None:
-            if not covered and not out:
-                return self._fetch_all(known)  # no peer's list answered: the whole list, now
-            self._full_due = True
-        return out, frozenset(covered)
-
     def _on_store_failure(self, exc: StoreError) -> None:
         """The commit failed: nothing of this poll happened. Put the tracker back as committed."""
         self._last_error = str(exc)
@@ -392,7 +256,7 @@ class Agent:
         else:
             log.debug("state still cannot be saved: %s", exc)
         self._tracker_stale = True
-        self._full_due = True
+        self._poller.whole_list_next()
         self._reload_tracker()
         self._publish()
 
@@ -414,12 +278,7 @@ class Agent:
 
     def _poll_job(self) -> None:
         ok = self.poll_once()
-        p = self.config.poll
-        if ok:
-            busy = bool(self._tracker.active)
-            interval = p.active_interval if busy else p.idle_interval
-        else:
-            interval = min(p.max_backoff, max(p.active_interval, 0.05) * 2 ** self._failures)
+        interval = self._server.next_interval(self.config.poll, ok, bool(self._tracker.active))
         if interval != self._interval and self._running:
             self._interval = interval
             log.debug("poll interval now %.2fs", interval)
@@ -429,25 +288,17 @@ class Agent:
                 log.debug("could not reschedule poll", exc_info=True)
 
     def _on_failure(self, exc: SlskdError) -> None:
-        self._full_due = True  # after a reconnect, the whole list first
-        self._failures += 1
         self._last_error = str(exc)
-        if self._connected is not False:
-            log.warning("slskd %s: %s", "unreachable" if isinstance(exc, SlskdUnreachable) else "cannot be read", exc)
-            self._connected = False
-            self._deliver([Event(EventType.CONNECTION, self._clock(), status="lost", error=str(exc))])
-        else:
-            log.debug("slskd still unreachable (%d failures): %s", self._failures, exc)
+        lost = self._server.poll_failed(exc, self._clock())
+        if lost is not None:
+            self._deliver([lost])
         self._publish()
 
     def _on_success(self) -> None:
-        was = self._connected
-        self._failures = 0
         self._last_error = None
-        self._connected = True
-        if was is False:
-            log.warning("slskd reachable again")
-            self._deliver([Event(EventType.CONNECTION, self._clock(), status="restored")])
+        restored = self._server.poll_succeeded(self._clock())
+        if restored is not None:
+            self._deliver([restored])
 
     def _server_job(self) -> None:
         try:
@@ -455,34 +306,16 @@ class Agent:
         except SlskdError as exc:
             log.debug("server state unavailable: %s", exc)
             return
-        changed = logged_in != self._logged_in
-        if logged_in and self._logged_in is False:
+        changed = logged_in != self._server.logged_in
+        if logged_in and self._server.logged_in is False:
             with self._lock:
-                self._full_due = True  # back on the Soulseek network: read the whole list at once
-        self._logged_in = logged_in
-        if not self._download_dir_known:
-            changed |= self._learn_download_dir()
-        if changed:
+                self._poller.whole_list_next()  # back on the Soulseek network: read the whole list at once
+        self._server.logged_in = logged_in
+        download_dir = self._server.learn_download_dir(self._client)
+        if download_dir is not None:
+            self._state = replace(self._state, download_dir=download_dir)
+        if changed or download_dir is not None:
             self._publish()
-
-    def _learn_download_dir(self) -> bool:
-        """Ask slskd where downloads land, for the Recent menu; usable only if it is local.
-
-        slskd often runs on another machine or in a container, so its path is taken only when
-        that directory exists here. Asked once per run (again after an error).
-        """
-        try:
-            remote = self._client.download_directory()
-        except SlskdError as exc:
-            log.debug("download directory unavailable: %s", exc)
-            return False
-        self._download_dir_known = True
-        if remote and os.path.isdir(remote):
-            log.info("slskd saves downloads in %s", remote)
-            self._state = replace(self._state, download_dir=remote)
-            return True
-        log.info("slskd's download directory %r is not on this machine; set [slskd] download_dir", remote)
-        return False
 
     # ---------------------------------------------------------------- delivery
 
@@ -503,9 +336,9 @@ class Agent:
         active = tuple(d.last if d.last is not None else _as_transfer(d) for d in tracker.active)
         self._state = replace(
             self._state,
-            connected=bool(self._connected),
-            polled=self._connected is not None,
-            logged_in=self._logged_in,
+            connected=bool(self._server.connected),
+            polled=self._server.connected is not None,
+            logged_in=self._server.logged_in,
             active=active,
             progress=tracker.progress(),
             recent=tuple(tracker.recent[:10]),
@@ -546,29 +379,9 @@ class Agent:
                 if listed is None:
                     return 0
                 now = self._clock()
-                recorded = self._tracker.recorded_outcome
-                removable = [t for t in listed
-                             if t.status.terminal and recorded(t.id) in wanted and _old_enough(t, now, min_age)]
-            return self._remove(removable)
-
-    def _remove(self, transfers: list[Transfer]) -> int:
-        """DELETE each one (outside the poll lock: polls go on meanwhile); returns how many went."""
-        removed = failed = 0
-        for t in transfers:
-            if self._stopping.is_set():
-                break
-            try:
-                self._client.remove_download(t.username, t.id)
-                removed += 1
-            except SlskdError as exc:
-                failed += 1
-                if failed == 1:
-                    log.warning("could not remove %r: %s", t.filename, exc)
-                if isinstance(exc, SlskdUnreachable):
-                    break
-        if failed > 1:
-            log.warning("could not remove %d finished transfer(s) in all", failed)
-        return removed
+                gone = removable(listed, self._tracker.recorded_outcome, wanted, now, min_age)
+            # outside the poll lock: polls go on meanwhile
+            return remove_transfers(self._client, gone, self._stopping)
 
     # ------------------------------------------------------------------- sync
 
@@ -578,39 +391,23 @@ class Agent:
         Progress shows in ``AgentState.sync_status``; the end is one ``sync`` event, so the
         desktop notifier shows one summary. False if a sync was already running here.
         """
-        from trayagent.playlist import PlaylistError
-        from trayagent.sync import SyncBusy, run_configured_sync
-
         if not self._sync_lock.acquire(blocking=False):
             return False
         try:
-            self._sync_status = "Sync starting"
-            self._publish()
-
-            def progress(p: object) -> None:
-                self._sync_status = p.text()  # type: ignore[attr-defined]
-                self._publish()
-
-            status, summary, error = "error", None, None
-            try:
-                client = CancelNotingClient(SlskdClient(self.config.slskd), self._note_cancels)
-                try:
-                    report = run_configured_sync(self.config, progress_cb=progress, stop_event=self._sync_stop,
-                                                 client=client)
-                finally:
-                    client.close()
-                status = "ok" if report.ok else "incomplete"
-                summary = report.summary()
-            except (PlaylistError, SyncBusy, ValueError, OSError) as exc:
-                error = str(exc)
-                log.warning("playlist sync: %s", exc)
+            self._show_sync("Sync starting")
+            end = run_agent_sync(self.config, self._note_cancels, self._sync_stop, self._show_sync)
             self._sync_status = None
             with self._lock:
-                self._deliver([Event(EventType.SYNC, self._clock(), status=status, summary=summary, error=error)])
+                self._deliver([Event(EventType.SYNC, self._clock(), status=end.status, summary=end.summary,
+                                     error=end.error)])
             self._publish()
             return True
         finally:
             self._sync_lock.release()
+
+    def _show_sync(self, status: str) -> None:
+        self._sync_status = status
+        self._publish()
 
     # ------------------------------------------------------------ retry, cancel
 
@@ -629,7 +426,7 @@ class Agent:
         wanted = None if ids is None else set(ids)
         with self._lock:
             live = {(d.username, d.filename) for d in self._tracker.active}
-            plan = plan_retry(self._tracker.recent, self._issued_ids(RETRY), live, wanted)
+            plan = plan_retry(self._tracker.recent, self._issued.ids(RETRY), live, wanted)
             followed = {(d.username, d.transfer_id) for d in self._tracker.active}
             recorded = set(self._tracker.recorded)
         if plan.completed_since or plan.in_progress:
@@ -639,49 +436,19 @@ class Agent:
         for user, files in plan.files.items():
             # Records slskd may already list: every recorded end and what is followed.
             known = {tid for u, tid in followed if u == user} | recorded | set(plan.failures[user])
-            count += self._enqueue_retry(user, files, plan.failures[user], known)
+            enqueued = enqueue_retry(self._client, user, files, partial(self._confirm_enqueued, user, known=known))
+            if enqueued is not None:
+                with self._lock:
+                    self._note_issued(RETRY, plan.failures[user])
+                count += enqueued
         if count:
             self.poll_now()
         return count
 
-    def _enqueue_retry(self, user: str, files: list[tuple[str, int]], failures: list[str],
-                       known: set[str]) -> int:
-        try:
-            result = self._client.enqueue(user, files)
-        except SlskdUnreachable as exc:
-            # The POST may still have reached slskd (it answers only after reaching the peer):
-            # the download list decides, not the timeout.
-            count = self._confirm_enqueued(user, {name for name, _size in files}, known)
-            if not count:
-                log.warning("retry for %r failed: %s", user, exc)
-                return 0
-            log.info("retry for %r: no answer in time, but slskd lists %d file(s) again", user, count)
-        except SlskdError as exc:
-            log.warning("retry for %r failed: %s", user, exc)
-            return 0
-        else:
-            count = len(result.enqueued) if result.ids_known else len(files) - result.failed_count
-        with self._lock:
-            self._note_issued(RETRY, failures)
-        return count
-
     def _confirm_enqueued(self, user: str, names: set[str], known: set[str]) -> int:
-        """Poll until slskd lists the files under new ids (or give up); how many appeared."""
-        deadline = time.monotonic() + ENQUEUE_CONFIRM_SECONDS
-        found: set[str] = set()
-        while True:
-            # The whole list, every record built: the peer may have no followed download, so
-            # a per-peer poll would not read it, and its recorded ends would not be built.
-            listed = self._poll(build_all=True)
-            if listed is not None:
-                found |= new_records(listed, user, names, known)
-                if found >= names:
-                    break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(max(self.config.poll.active_interval, 0.1), left))
-        return len(found)
+        """After an enqueue's answer timed out: how many of the files slskd lists under new ids."""
+        read = partial(self._poll, build_all=True)
+        return confirm_enqueued(read, user, names, known, self.config.poll.active_interval)
 
     def cancel(self, ids: Collection[str]) -> int:
         """Cancel downloads the agent follows, by transfer id; their ends are reported as cancelled."""
@@ -707,38 +474,7 @@ class Agent:
             self._note_issued(CANCEL, ids)
 
     def _note_issued(self, action: str, ids: Collection[str]) -> None:
-        """Persist first: an end seen after a crash must still be judged by what was issued."""
-        if ids:
-            self._store.note_issued(action, ids, self._clock())
-            self._issued[action].update(ids)
-
-    def _issued_ids(self, action: str) -> set[str]:
-        """Ids retried or cancelled so far, including what other processes noted (`trayagent sync`)."""
-        rows, self._issued_row = self._store.issued(self._issued_row)
-        for kind, tid in rows:
-            self._issued.setdefault(kind, set()).add(tid)
-        return self._issued[action]
-
-class _LogConsumer:
-    """The consumer of a running agent that has no other sink: the agent's log.
-
-    Every event is logged as it is recorded (Agent._recorded), so taking it here is a no-op.
-    Only a running agent has it: `trayagent clear` with no agent running has no consumer
-    and leaves its events in the outbox for the agent's next start.
-    """
-
-    def notify(self, events: Iterable[Event]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _old_enough(t: Transfer, now: datetime, min_age: float) -> bool:
-    if min_age <= 0:
-        return True
-    ended = t.ended_at
-    return ended is not None and now - ended >= timedelta(seconds=min_age)
+        self._issued.note(action, ids, self._clock())
 
 
 def _as_transfer(d: Tracked) -> Transfer:

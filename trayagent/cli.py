@@ -7,7 +7,6 @@ slskd being unreachable is exit code 1; success is 0.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -15,14 +14,18 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from trayagent import __version__
-from trayagent.errors import EXIT_FAIL, EXIT_USAGE, TrayagentError
+from trayagent.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, TrayagentError
+
+if TYPE_CHECKING:  # the commands import these lazily: `trayagent --help` stays quick
+    from trayagent.agent import Agent
+    from trayagent.config import Config
+    from trayagent.lock import InstanceLock
+    from trayagent.core.notifier import Notifier
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
 
 
 class UsageError(TrayagentError):
@@ -107,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ------------------------------------------------------------------- helpers
 
 
-def _load_config(args: argparse.Namespace) -> Any:
-    from trayagent.config import ConfigError, load_config
+def _load_config(args: argparse.Namespace) -> Config:
+    from trayagent.config import load_config
+    from trayagent.errors import ConfigError
 
     if args.config is not None and not args.config.is_file():
         raise UsageError(f"config file {args.config} does not exist: create it with "
@@ -142,8 +146,8 @@ def _wait_for_signal(stop: threading.Event, timeout: float | None = None) -> Non
     stop.wait(timeout)
 
 
-def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: bool = False,
-                   with_desktop: bool = True) -> Any:
+def _notifiers_for(args: argparse.Namespace, config: Config, agent: Agent, console: bool = False,
+                   with_desktop: bool = True) -> Notifier | None:
     """Attach the event sinks; returns the desktop notifier (the tray pauses it), if any."""
     from trayagent import notify
 
@@ -158,9 +162,9 @@ def _notifiers_for(args: argparse.Namespace, config: Any, agent: Any, console: b
     return None
 
 
-def _run_agent(agent: Any, config: Any, headless: bool, stop: threading.Event,
+def _run_agent(agent: Agent, config: Config, headless: bool, stop: threading.Event,
                timeout: float | None = None, until: Callable[[], bool] | None = None,
-               notifier: Any = None) -> int:
+               notifier: Notifier | None = None) -> int:
     if headless:
         agent.start()
         try:
@@ -171,7 +175,7 @@ def _run_agent(agent: Any, config: Any, headless: bool, stop: threading.Event,
         finally:
             agent.stop()
         return EXIT_OK
-    from trayagent.tray import TrayApp
+    from trayagent.desktop.tray import TrayApp
 
     app = TrayApp(agent, config, notifier=notifier)
 
@@ -225,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _instance_lock(config: Any) -> Any:
+def _instance_lock(config: Config) -> InstanceLock:
     """One agent per slskd instance: the lock is the state database's own, beside it.
 
     Keyed by slskd's URL, not the config's path, so a hard-linked config or an environment-only
@@ -238,8 +242,9 @@ def _instance_lock(config: Any) -> Any:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from trayagent.agent import Agent
-    from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig, TrackingConfig
-    from trayagent.simulator import Simulator
+    from trayagent.config import CleanupConfig, Config, PollConfig, SlskdConfig
+    from trayagent.core.tracker import Rules
+    from trayagent.slskd.simulator import Simulator
 
     _setup_logging(args)
     workdir = Path(tempfile.mkdtemp(prefix="trayagent-demo-"))
@@ -252,7 +257,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = Config(
             slskd=SlskdConfig(url=url, api_key=sim.api_key or ""),
             poll=PollConfig(active_interval=0.5, idle_interval=2.0, max_backoff=10.0),
-            tracking=TrackingConfig(grace_polls=3, failure_settle=3.0, restart_window=30.0),
+            tracking=Rules(grace_polls=3, failure_settle=3.0, restart_window=30.0),
             cleanup=CleanupConfig(enabled=True, interval=20.0),
         )
         display = _has_display()
@@ -273,96 +278,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
-    from trayagent.slskd import SlskdClient, SlskdError
-    from trayagent.store import Store, StoreError
+    from trayagent.status import show_status
 
-    client = SlskdClient(config.slskd)
-    try:
-        transfers = client.list_downloads()
-    except SlskdError as exc:
-        print(f"trayagent: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    finally:
-        client.close()
-    recent = []
-    path = _readable_state(config)
-    if path is not None:
-        try:
-            store = Store(path, readonly=True)
-            try:
-                recent = store.recent(10)
-            finally:
-                store.close()
-        except StoreError as exc:
-            log.warning("%s (recent downloads not shown)", exc)
-    active = [t for t in transfers if not t.status.terminal]
-    if args.json:
-        out = {
-            "active": [_transfer_json(t) for t in active],
-            "recent": [_finished_json(f) for f in recent],
-            "total_listed": len(transfers),
-        }
-        print(json_text(out, getattr(sys.stdout, "encoding", None) or "utf-8"))
-        return EXIT_OK
-    print(_status_table(active, recent, len(transfers)))
-    return EXIT_OK
-
-
-def _readable_state(config: Any) -> Path | None:
-    """This instance's state database, or the one of an older version not yet taken over."""
-    from trayagent.config import legacy_state_path
-
-    for path in (config.state_path, legacy_state_path()):
-        if path.exists():
-            return path
-    return None
-
-
-def json_text(obj: Any, encoding: str) -> str:
-    """Indented JSON in plain characters where `encoding` can take them, escapes elsewhere."""
-    text = json.dumps(obj, ensure_ascii=False, indent=2)
-    try:
-        text.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        text = json.dumps(obj, indent=2)
-    return text
-
-
-def _transfer_json(t: Any) -> dict[str, Any]:
-    return {"id": t.id, "username": t.username, "filename": t.filename, "state": t.state,
-            "size": t.size, "bytes_transferred": t.bytes_transferred, "speed": t.average_speed}
-
-
-def _finished_json(f: Any) -> dict[str, Any]:
-    from trayagent.model import iso
-
-    return {"id": f.transfer_id, "username": f.username, "filename": f.filename,
-            "outcome": f.outcome.value, "reason": f.reason, "state": f.state, "size": f.size,
-            "finished_at": iso(f.finished_at)}
-
-
-def _status_table(active: list[Any], recent: list[Any], total: int) -> str:
-    from trayagent.notify import sanitize, track_label
-
-    lines = [f"{len(active)} active of {total} listed by slskd"]
-    for t in active:
-        pct = f"{100 * t.bytes_transferred / t.size:5.1f}%" if t.size else "    ? "
-        lines.append(f"  {pct}  {human_size(t.size):>9}  {sanitize(t.state, 18):<18}  "
-                     f"{sanitize(t.username, 20):<20}  {track_label(t.filename, 60)}")
-    if recent:
-        lines.append("recently finished:")
-        for f in recent:
-            what = f.outcome.value + (f" ({f.reason})" if f.reason else "")
-            lines.append(f"  {what:<20}  {sanitize(f.username, 20):<20}  {track_label(f.filename, 60)}")
-    return "\n".join(lines)
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    return show_status(config, args.json, sys.stdout, sys.stderr)
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
@@ -395,9 +313,10 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _clear_recorded_only(config: Any) -> int | None:
+def _clear_recorded_only(config: Config) -> int | None:
     """`clear` while an agent runs: remove only what its committed state records as ended."""
-    from trayagent.slskd import SlskdClient, SlskdError
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
     from trayagent.store import Store
 
     store = Store(config.state_path, readonly=True)
@@ -424,18 +343,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     _setup_logging(args)
     config = _load_config(args)
     from trayagent.actions import CancelNotingClient
-    from trayagent.config import legacy_state_path
-    from trayagent.model import utcnow
-    from trayagent.slskd import SlskdClient
+    from trayagent.paths import legacy_state_path
+    from trayagent.core.model import utcnow
     from trayagent.store import CANCEL, adopt_legacy, note_issued_elsewhere
-    from trayagent.sync import run_sync_command
+    from trayagent.sync_cli import run_sync_command
 
     adopt_legacy(legacy_state_path(), config.state_path)  # sync's progress lives in the same file
 
-    def note(ids: Any) -> None:  # a running (or later) agent reports these ends as cancelled
+    def note(ids: Collection[str]) -> None:  # a running (or later) agent reports these ends as cancelled
         note_issued_elsewhere(config.state_path, CANCEL, ids, utcnow())
 
-    client = CancelNotingClient(SlskdClient(config.slskd), note)
+    client = CancelNotingClient(config.slskd, note)
     try:
         return run_sync_command(config, list(args.paths), args.json, sys.stdout, sys.stderr, client=client,
                                 dry_run=args.dry_run)
@@ -444,7 +362,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from trayagent.config import default_config_path
+    from trayagent.paths import default_config_path
     from trayagent.setup_wizard import run_init
 
     _setup_logging(args)
@@ -462,7 +380,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_autostart(args: argparse.Namespace) -> int:
-    from trayagent import autostart
+    from trayagent.desktop import autostart
 
     run_args = autostart.run_args(args.config)
     try:

@@ -23,11 +23,13 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Iterable
 
-from trayagent.model import Event
-from trayagent.notify import Notifier
-from trayagent.store import Store, StoreError
+from trayagent.core.model import Event
+from trayagent.core.notifier import Notifier
+from trayagent.errors import StoreError
+from trayagent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +39,22 @@ RETRY_SECONDS = 2.0
 BATCH = 256
 
 
+@dataclass(eq=False)
 class Consumer:
     """One notifier and its progress (the last `seq` it took) through the outbox."""
 
-    def __init__(self, delivery: Delivery, name: str, notifier: Notifier, progress: int) -> None:
-        self.name = name
-        self.notifier = notifier
-        self.progress = progress
-        self._delivery = delivery
-        self._saved = progress
-        self._failing = False
-        self._transient: deque[Event] = deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._busy = threading.Lock()  # one drain at a time, thread or caller
+    _delivery: Delivery
+    name: str
+    notifier: Notifier
+    progress: int
+    _failing: bool = False
+    _transient: deque[Event] = field(default_factory=deque)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _busy: threading.Lock = field(default_factory=threading.Lock)  # one drain at a time, thread or caller
+
+    def __post_init__(self) -> None:
+        self._saved = self.progress  # the progress the store holds
 
     # ------------------------------------------------------------ driving
 
@@ -221,3 +225,18 @@ class Delivery:
             except Exception:  # noqa: BLE001 - a notifier never stops shutdown
                 log.exception("notifier %s failed to close", c.name)
         self._running = False
+
+
+class LogConsumer:
+    """The consumer of a running agent that has no other sink: the agent's log.
+
+    Every event is logged as it is recorded (Agent._recorded), so taking it here is a no-op.
+    Only a running agent has it: `trayagent clear` with no agent running has no consumer
+    and leaves its events in the outbox for the agent's next start.
+    """
+
+    def notify(self, events: Iterable[Event]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

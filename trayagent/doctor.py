@@ -13,10 +13,16 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import TYPE_CHECKING, Callable, Mapping, TextIO
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # each check imports what it needs itself: a missing module fails only that check
+    from trayagent.config import Config
+    from trayagent.desktop.notify_backends import NotificationBackend
+    from trayagent.slskd.client import SlskdClient
+    from trayagent.slskd.errors import SlskdError
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +43,28 @@ class CheckResult:
         return f"{self.level:<4} {self.name}: {self.message}"
 
 
+#: Why the checks after check_auth have nothing to check.
+NEEDS_SLSKD = "needs a reachable, authenticated slskd"
+
+
+@dataclass
 class _Doctor:
     """Holds what earlier checks learned (config, client) for the later ones."""
 
-    def __init__(
-        self,
-        config_path: Path | None,
-        env: Mapping[str, str],
-        out: TextIO,
-        notify: bool,
-        home: Path | None,
-        platform: str | None,
-    ) -> None:
-        self.config_path = config_path
-        self.env = env
-        self.out = out
-        self.notify = notify
-        self.home = home
-        self.platform = platform
-        self.results: list[CheckResult] = []
-        self.config: Any = None
-        self.client: Any = None
-        self.reachable = False
-        self.authed = False
-        self._secrets = [v for k in ("SLSKD_API_KEY", "SLSKD_PASSWORD") if (v := env.get(k))]
+    config_path: Path | None
+    env: Mapping[str, str]
+    out: TextIO
+    notify: bool
+    home: Path | None
+    platform: str | None
+    results: list[CheckResult] = field(default_factory=list)
+    config: Config | None = None
+    client: SlskdClient | None = None
+    reachable: bool = False
+    authed: bool = False
+
+    def __post_init__(self) -> None:
+        self._secrets = [v for k in ("SLSKD_API_KEY", "SLSKD_PASSWORD") if (v := self.env.get(k))]
 
     # ----------------------------------------------------------------- output
 
@@ -84,6 +88,12 @@ class _Doctor:
         self.out.write(result.line() + "\n")
         self.out.flush()
 
+    def _skipped(self, name: str, ready: bool, why: str) -> bool:
+        """A SKIP line when an earlier check left this one nothing to check (then True)."""
+        if not ready:
+            self.emit(SKIP, name, why)
+        return not ready
+
     def run(self, name: str, check: Callable[[], None]) -> None:
         try:
             check()
@@ -95,7 +105,9 @@ class _Doctor:
     # ----------------------------------------------------------------- checks
 
     def check_config(self) -> None:
-        from trayagent.config import ConfigError, default_config_path, load_config
+        from trayagent.config import load_config
+        from trayagent.errors import ConfigError
+        from trayagent.paths import default_config_path
 
         path = Path(self.config_path).expanduser() if self.config_path is not None else default_config_path()
         exists = path.is_file()
@@ -139,22 +151,27 @@ class _Doctor:
             return f"{env_names[key]} (set in the environment)"
         return f"[slskd] {key}"
 
-    def _make_client(self) -> Any:
-        from trayagent.slskd import SlskdClient
+    def _make_client(self, config: Config) -> SlskdClient:
+        from trayagent.slskd.client import SlskdClient
 
-        cfg = self.config.slskd
+        cfg = config.slskd
         timeout = min(cfg.timeout, DOCTOR_TIMEOUT) if cfg.timeout and cfg.timeout > 0 else DOCTOR_TIMEOUT
         self.client = SlskdClient(dataclasses.replace(cfg, timeout=timeout))
         return self.client
 
+    def _slskd(self) -> tuple[Config, SlskdClient]:
+        """The config and client of check_reachable, for the checks that run only once it answered."""
+        assert self.config is not None and self.client is not None, "checked by the caller's _skipped"
+        return self.config, self.client
+
     def check_reachable(self) -> None:
-        from trayagent.slskd import SlskdError, SlskdUnreachable
+        from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
         name = "slskd reachable"
         if self.config is None:
             self.emit(SKIP, name, "no usable config")
             return
-        client = self._make_client()
+        client = self._make_client(self.config)
         url = _safe_url(client.url)
         if client.health():
             self.reachable = True
@@ -177,14 +194,14 @@ class _Doctor:
                   "check slskd's own log")
 
     def check_auth(self) -> None:
-        from trayagent.slskd import SlskdUnauthorized
+        from trayagent.slskd.errors import SlskdUnauthorized
 
         name = "auth"
-        if not self.reachable:
-            self.emit(SKIP, name, "slskd not reachable")
+        if self._skipped(name, self.reachable, "slskd not reachable"):
             return
-        cfg = self.config.slskd
-        enabled = self.client.session_enabled()
+        config, client = self._slskd()
+        cfg = config.slskd
+        enabled = client.session_enabled()
         if not enabled:
             self.authed = True
             if _is_loopback(cfg.url):
@@ -199,7 +216,7 @@ class _Doctor:
             return
         using = "API key" if cfg.api_key else f"web login ({cfg.username})"
         try:
-            self.client.check_auth()
+            client.check_auth()
         except SlskdUnauthorized as exc:
             code = exc.status or 401
             if cfg.api_key:
@@ -214,10 +231,9 @@ class _Doctor:
 
     def check_server(self) -> None:
         name = "soulseek server"
-        if not self.authed:
-            self.emit(SKIP, name, "needs a reachable, authenticated slskd")
+        if self._skipped(name, self.authed, NEEDS_SLSKD):
             return
-        state = self.client.server_state()
+        state = self._slskd()[1].server_state()
         shown = f" ({state.state})" if state.state else ""
         if state.logged_in:
             self.emit(OK, name, f"connected and logged in{shown}")
@@ -230,14 +246,36 @@ class _Doctor:
 
     def check_version(self) -> None:
         name = "slskd version"
-        if not self.authed:
-            self.emit(SKIP, name, "needs a reachable, authenticated slskd")
+        if not self._skipped(name, self.authed, NEEDS_SLSKD):
+            self.emit(OK, name, self._slskd()[1].version())
+
+    def check_state(self) -> None:
+        """The state database opens and reads: a damaged one stops `run` at once, so say so here."""
+        from trayagent.errors import StoreError
+        from trayagent.store import Store, existing_state
+
+        name = "state database"
+        if self._skipped(name, self.config is not None, "no usable config"):
             return
-        self.emit(OK, name, self.client.version())
+        assert self.config is not None
+        path = existing_state(self.config.state_path)
+        if path is None:
+            self.emit(OK, name, f"{self.config.state_path} (created on the first `trayagent run`)")
+            return
+        try:
+            store = Store(path, readonly=True)
+            try:
+                store.recent(1)
+            finally:
+                store.close()
+        except StoreError as exc:
+            self.emit(FAIL, name, str(exc))
+            return
+        self.emit(OK, name, str(path))
 
     def check_tray(self) -> None:
         """Which tray the agent would use here, and why each better one is not used."""
-        from trayagent import traybackend as tb
+        from trayagent.desktop import traybackend as tb
 
         name = "tray"
         setting = self.config.tray.backend if self.config is not None else "auto"
@@ -270,18 +308,20 @@ class _Doctor:
             self.emit(OK, name, message)
 
     def check_notifications(self) -> None:
-        from trayagent.notify import Notification, choose_backend
+        from trayagent.desktop.notify_backends import choose_backend
 
         disabled = self.config is not None and not self.config.notifications.enabled
         backend = choose_backend()
         try:
-            self._notifications_with(backend, disabled, Notification)
+            self._notifications_with(backend, disabled)
         finally:
             stop = getattr(backend, "stop", None)  # a D-Bus backend holds a connection and a listener
             if stop is not None:
                 stop()
 
-    def _notifications_with(self, backend: Any, disabled: bool, note: Any) -> None:
+    def _notifications_with(self, backend: NotificationBackend, disabled: bool) -> None:
+        from trayagent.desktop.notification import Notification
+
         name = "notifications"
         if backend.name == "none":
             reason = getattr(backend, "reason", "no notification backend")
@@ -296,7 +336,7 @@ class _Doctor:
             self.emit(OK, name, f"backend {backend.name}{state}; `trayagent doctor --notify` sends a test")
             return
         try:
-            backend.send(note(title="trayagent test", body="If you can read this, notifications work."))
+            backend.send(Notification(title="trayagent test", body="If you can read this, notifications work."))
         except Exception as exc:  # noqa: BLE001 - any backend failure is the answer
             self.emit(FAIL, name, f"backend {backend.name} could not show a test notification ({exc}) — "
                       "is a notification daemon running in this session (e.g. dunst, your desktop's)?")
@@ -304,7 +344,7 @@ class _Doctor:
         self.emit(OK, name, f"backend {backend.name}: test notification sent (check that it appeared){state}")
 
     def check_autostart(self) -> None:
-        from trayagent import autostart
+        from trayagent.desktop import autostart
 
         name = "autostart"
         args = autostart.run_args(self.config_path)
@@ -320,7 +360,7 @@ class _Doctor:
             self.emit(OK, name, "not enabled (optional) — `trayagent autostart enable` starts the tray at login")
 
     def check_log(self) -> None:
-        from trayagent.config import log_dir
+        from trayagent.paths import log_dir
         from trayagent.logs import LOG_FILE_NAME
 
         name = "log file"
@@ -355,6 +395,7 @@ class _Doctor:
                     self.client.close()
                 except Exception:  # noqa: BLE001
                     pass
+        self.run("state database", self.check_state)
         self.run("tray", self.check_tray)
         self.run("notifications", self.check_notifications)
         self.run("autostart", self.check_autostart)
@@ -411,7 +452,7 @@ def _unreachable_reason(message: str) -> str:
     return reason.replace(" (is slskd running, and on this port?)", "")
 
 
-def _status(exc: Any) -> str:
+def _status(exc: SlskdError) -> str:
     status = getattr(exc, "status", None)
     return f"HTTP {status}" if status else "not slskd's JSON"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+EXIT_OK = 0
 
 
 class TrayagentError(Exception):
@@ -18,4 +19,23 @@ class TrayagentError(Exception):
     exit_code = EXIT_FAIL
 
 
-__all__ = ["EXIT_FAIL", "EXIT_USAGE", "TrayagentError"]
+class ConfigError(TrayagentError):
+    """A configuration problem, described in one line that says what to fix."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreError(TrayagentError):
+    """A state database cannot be opened, read or written; the message says which file, why and what to do."""
+
+
+def one_line(text: object) -> str:
+    """Text with every run of whitespace (newlines included) folded to one space.
+
+    A message that reaches a terminal, a notification or a log line must stay one line, and a
+    value from a file or from the network may carry its own line breaks.
+    """
+    return " ".join(str(text).split())
+
+
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "ConfigError", "StoreError", "TrayagentError", "one_line"]

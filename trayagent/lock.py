@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from trayagent.config import make_private_dir
+from trayagent.paths import make_private_dir
 from trayagent.errors import TrayagentError
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ class InstanceLock:
     def for_state(cls, state_path: Path) -> InstanceLock:
         """The lock of one state database, beside it: one agent (or `clear`) per database."""
         return cls(state_path.parent, name=state_path.name + ".lock")
+
+    @classmethod
+    def for_sync(cls, state_path: Path) -> InstanceLock:
+        """The playlist sync's lock on one state file: one sync at a time (CLI or tray), beside an agent."""
+        return cls(state_path.parent, name=state_path.name + ".sync.lock")
 
     @property
     def held(self) -> bool:

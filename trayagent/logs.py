@@ -16,7 +16,9 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Iterable
+
+from trayagent import paths
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, for `run --json` where stderr may be machine-read too."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
+        out: dict[str, str] = {
             "at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
@@ -168,13 +170,6 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
             raise
 
 
-def default_log_dir() -> Path:
-    """The platform's per-user log directory for trayagent (XDG_STATE_HOME honoured)."""
-    from trayagent.config import log_dir  # late import: config imports register_secret from here
-
-    return log_dir()
-
-
 def _stderr_level(verbosity: int) -> int:
     if verbosity >= 2:
         return logging.DEBUG
@@ -185,13 +180,6 @@ def _stderr_level(verbosity: int) -> int:
     return logging.ERROR  # -q
 
 
-def _prepare_dir(directory: Path) -> None:
-    """Create the log directory 0700; an existing one is left as the user made it."""
-    if not directory.is_dir():
-        directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
-
-
 def remove_handlers() -> None:
     """Detach and close every handler setup_logging installed (tests, and re-setup)."""
     root = logging.getLogger()
@@ -199,6 +187,28 @@ def remove_handlers() -> None:
         if getattr(handler, _MARK, False):
             root.removeHandler(handler)
             handler.close()
+
+
+def _mark(handler: logging.Handler, level: int, formatter: logging.Formatter,
+          redactor: RedactingFilter) -> logging.Handler:
+    """Set up one of our handlers the same way, marked so remove_handlers finds it."""
+    handler.setLevel(level)
+    handler.setFormatter(formatter)
+    handler.addFilter(redactor)
+    setattr(handler, _MARK, True)
+    return handler
+
+
+def _open_log_file(log_dir: Path | None) -> tuple[PrivateRotatingFileHandler, Path] | str:
+    """The rotating file handler and its path in a 0700 directory, or why it cannot be written."""
+    try:
+        path = paths.make_private_dir(Path(log_dir) if log_dir is not None else paths.log_dir()) / LOG_FILE_NAME
+        # backslashreplace: a lone surrogate in a remote file name must not lose the line.
+        handler = PrivateRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8",
+                                             errors="backslashreplace")
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({exc.filename or log_dir})"
+    return handler, path
 
 
 def setup_logging(
@@ -214,44 +224,21 @@ def setup_logging(
     Calling it again replaces the handlers instead of adding more.
     """
     remove_handlers()
-    stream = sys.stderr if stream is None else stream
     root = logging.getLogger()
-    app = logging.getLogger(APP_LOGGER)
     redactor = RedactingFilter()
-
     stderr_level = _stderr_level(verbosity)
     file_level = logging.DEBUG if verbosity >= 1 else logging.INFO
-    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console_format = JsonFormatter() if json_mode else logging.Formatter("trayagent: %(levelname)s: %(message)s")
+    root.addHandler(_mark(logging.StreamHandler(sys.stderr if stream is None else stream), stderr_level,
+                          console_format, redactor))
 
-    console = logging.StreamHandler(stream)
-    console.setLevel(stderr_level)
-    console.setFormatter(JsonFormatter() if json_mode else logging.Formatter("trayagent: %(levelname)s: %(message)s"))
-    console.addFilter(redactor)
-    setattr(console, _MARK, True)
-    root.addHandler(console)
+    opened = _open_log_file(log_dir)
+    file_problem, log_path = (opened, None) if isinstance(opened, str) else (None, opened[1])
+    if not isinstance(opened, str):
+        plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        root.addHandler(_mark(opened[0], file_level, plain, redactor))
 
-    log_path: Path | None = None
-    file_problem: str | None = None
-    try:
-        directory = Path(log_dir) if log_dir is not None else default_log_dir()
-        _prepare_dir(directory)
-        log_path = directory / LOG_FILE_NAME
-        # backslashreplace: a lone surrogate in a remote file name must not lose the line.
-        file_handler = PrivateRotatingFileHandler(
-            log_path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8", errors="backslashreplace"
-        )
-    except OSError as exc:
-        file_problem = f"{exc.strerror or exc} ({exc.filename or log_dir})"
-        log_path = None
-    else:
-        file_handler.setLevel(file_level)
-        file_handler.setFormatter(plain)
-        file_handler.addFilter(redactor)
-        setattr(file_handler, _MARK, True)
-        root.addHandler(file_handler)
-
-    app_level = min(stderr_level, file_level) if log_path is not None else stderr_level
-    app.setLevel(app_level)
+    logging.getLogger(APP_LOGGER).setLevel(min(stderr_level, file_level) if log_path is not None else stderr_level)
     noisy_level = logging.DEBUG if verbosity >= 2 else logging.WARNING
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(noisy_level)
@@ -266,6 +253,6 @@ def setup_logging(
 
 
 __all__ = [
-    "JsonFormatter", "PrivateRotatingFileHandler", "RedactingFilter", "clear_secrets",
-    "default_log_dir", "redact", "register_secret", "remove_handlers", "scrub", "secret_pattern", "setup_logging",
+    "JsonFormatter", "PrivateRotatingFileHandler", "RedactingFilter", "clear_secrets", "redact", "register_secret",
+    "remove_handlers", "scrub", "secret_pattern", "setup_logging",
 ]

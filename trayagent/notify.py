@@ -1,12 +1,11 @@
-"""Where events go: a Notifier receives every event the agent reports, in order.
+"""Where events go: the console and JSON-lines sinks, and `make_notifier` for `run --notify KIND`.
 
-Kept I/O-only and tolerant: a broken sink is logged and never stops the agent.
-
-Desktop notifications live in three more modules so the rules can be tested with plain data:
-composer.py (pure: events and an injected clock in, Notification values out) decides *what* to
-say and *when*; desktop_notifier.py owns a flusher thread and shows it through a backend ladder
-(dbus_notify.py over jeepney, then notify_backends.py's notify-send / plyer). Every text shown comes from a remote peer's file name, so it is sanitised before it reaches a
-notification daemon (which renders markup in bodies) or a command line (notify-send).
+Kept I/O-only and tolerant: a broken sink is logged and never stops the agent. The Notifier
+protocol they satisfy is in core (core/notifier.py). Desktop notifications live in the desktop
+layer: desktop/composer.py (pure: events and an injected clock in, Notification values out)
+decides *what* to say and *when*; desktop/desktop_notifier.py owns a flusher thread and shows it
+through a backend ladder (dbus_notify.py over jeepney, then notify_backends.py's notify-send /
+plyer). Names come from remote peers, so every line is sanitised (desktop/labels.py).
 """
 
 from __future__ import annotations
@@ -14,22 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import threading
-import unicodedata
-from typing import IO, Any, Iterable, Protocol
+from typing import IO, TYPE_CHECKING, Iterable
 
-from trayagent.config import NotificationsConfig
-from trayagent.model import Event, EventType
+from trayagent.config import Config
+from trayagent.core.model import Event, EventType
+from trayagent.core.notifier import Notifier
+from trayagent.desktop.labels import failure_text, sanitize, track_label
+
+if TYPE_CHECKING:
+    from trayagent.desktop.desktop_notifier import NotificationHost
 
 log = logging.getLogger(__name__)
-
-
-class Notifier(Protocol):
-    def notify(self, events: Iterable[Event]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class NullNotifier:
@@ -130,195 +126,8 @@ def console_line(e: Event) -> str:
     return line
 
 
-# --------------------------------------------------------------------------- sanitising
-
-TITLE_LIMIT = 100
-BODY_LIMIT = 300
-ELLIPSIS = "…"
-#: Replaces a leading '-' so no text can be read as a command-line option (U+2010 HYPHEN).
-SAFE_DASH = "\u2010"
-
-#: Bidi embeddings/overrides/isolates and marks: they reorder what the user reads
-#: ("gpj.exe" shown as "exe.jpg"). Zero-width joiners/BOM are stripped as invisible noise.
-_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_INVISIBLE = "\u200b\u2060\ufeff"
-_STRIP_RE = re.compile(
-    "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f" + _BIDI + _INVISIBLE + "]"
-)
-#: Terminal escape sequences (CSI like ESC[31m, OSC like ESC]0;title BEL): dropped whole, so
-#: no "[31m" residue is left behind once the ESC itself is stripped.
-_ANSI_RE = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(?:\x07|\x1b\\\\)?")
-#: Lone surrogates (legal in slskd's .NET strings, not in any encoding): shown as U+FFFD.
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-#: Whitespace-like controls become a space first so "a\nb" reads "a b", not "ab".
-_SPACE_RE = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029\\s]+")
-
-
-def sanitize(text: str, limit: int, *, leading_dash: bool = True) -> str:
-    """One safe line: no control/bidi characters, collapsed whitespace, at most `limit` chars.
-
-    A leading '-' becomes U+2010 (looks the same) so the text can never be an option to a
-    command it ends up on; pass leading_dash=False only for text that is never a whole argument.
-    """
-    if not isinstance(text, str):
-        text = "" if text is None else str(text)
-    text = unicodedata.normalize("NFC", _SURROGATE_RE.sub("\ufffd", text))
-    text = _ANSI_RE.sub("", text)
-    text = _SPACE_RE.sub(" ", text)
-    text = _STRIP_RE.sub("", text)
-    text = _SPACE_RE.sub(" ", text).strip()
-    if leading_dash and text.startswith("-"):
-        text = SAFE_DASH + text[1:]
-    limit = max(int(limit), 1)
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + ELLIPSIS
-    return text
-
-
-def escape_markup(text: str) -> str:
-    """Escape &, < and > for notification bodies, which daemons render as a subset of HTML."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-# --------------------------------------------------------------------------- file names
-
-_SEP_RE = re.compile(r"[\\/]+")
-_TRACK_NO_RE = re.compile(r"^\s*(?:\d{1,3}|[A-Da-d]\d{1,2})(?:\s*[-._)]\s*|\s+)(?=\S)")
-_AUDIO_EXT = frozenset({"flac", "mp3", "ogg", "opus", "m4a", "aac", "wav", "aiff", "aif", "alac", "wma", "ape", "wv"})
-#: Folder names that say nothing about the artist (share roots people commonly use).
-_GENERIC_DIRS = frozenset(
-    {
-        "music", "musique", "musik", "mp3", "mp3s", "flac", "audio", "albums", "downloads", "download",
-        "complete", "completed", "shared", "share", "shares", "soulseek", "slsk", "media", "my music",
-    }
-)
-
-
-def path_segments(filename: str) -> list[str]:
-    """Split a remote path on either separator, dropping empty parts."""
-    return [s for s in _SEP_RE.split(filename or "") if s]
-
-
-def folder_name(filename: str) -> str:
-    """The remote file's parent folder name (slskd names the local folder after it), or ''."""
-    parts = path_segments(filename)
-    return parts[-2] if len(parts) >= 2 else ""
-
-
-def folder_key(filename: str) -> str:
-    """The full remote directory, used to group downloads of one album."""
-    parts = path_segments(filename)
-    return "\\".join(parts[:-1]).lower()
-
-
-def track_title(filename: str) -> str:
-    """A readable title: last path segment without extension or leading track number."""
-    parts = path_segments(filename)
-    name = parts[-1] if parts else ""
-    stem, dot, ext = name.rpartition(".")
-    if dot and stem and len(ext) <= 5 and " " not in ext:
-        name = stem
-    stripped = _TRACK_NO_RE.sub("", name)
-    return stripped or name
-
-
-def guess_artist(filename: str) -> str:
-    """Best guess at the artist from the folder layout (Artist\\Album\\track or 'Artist - Album')."""
-    parts = path_segments(filename)[:-1]
-    if parts and parts[0].startswith("@@"):
-        parts = parts[1:]
-    if len(parts) >= 2 and parts[-2].strip().lower() not in _GENERIC_DIRS:
-        return parts[-2]
-    if parts:
-        parent = parts[-1]
-        if " - " in parent:
-            return parent.split(" - ", 1)[0]
-        return parent if parent.strip().lower() not in _GENERIC_DIRS else ""
-    return ""
-
-
-def is_audio(filename: str) -> bool:
-    _, dot, ext = filename.rpartition(".")
-    return bool(dot) and ext.lower() in _AUDIO_EXT
-
-
-def track_label(filename: str, limit: int = 80) -> str:
-    """'Title — Artist' (or just 'Title'), sanitised and capped: the one-line name of a download."""
-    title = sanitize(track_title(filename), limit) or "(unnamed)"
-    artist = sanitize(guess_artist(filename), limit, leading_dash=False)
-    if artist and artist.casefold() != title.casefold():
-        return sanitize(f"{title} — {artist}", limit)
-    return title
-
-
-def failure_text(reason: str | None, bytes_transferred: int = 0, error: str | None = None) -> str:
-    """Why a download failed, in words a user understands."""
-    if reason == "rejected":
-        return "peer rejected the request"
-    if reason == "timedout":
-        return "timed out waiting in the peer's queue" if not bytes_transferred else "timed out"
-    if reason == "errored":
-        detail = sanitize(error or "", 120, leading_dash=False)
-        return f"transfer error: {detail}" if detail else "transfer error"
-    if reason == "aborted":
-        return "aborted"
-    if reason == "missing":
-        return "disappeared from slskd"
-    return "failed"
-
-
-def short_reason(reason: str | None) -> str:
-    """A one- or two-word reason for tight spaces such as menu items."""
-    return {
-        "rejected": "rejected",
-        "timedout": "timed out",
-        "errored": "error",
-        "aborted": "aborted",
-        "missing": "disappeared",
-    }.get(reason or "", "failed")
-
-
-def encodable(text: str, encoding: str) -> str:
-    """`text` with whatever `encoding` cannot represent (lone surrogates too) replaced by '?'.
-
-    Each backend gets text it can encode: a Latin-1 locale's argv, D-Bus's UTF-8.
-    """
-    try:
-        return text.encode(encoding, "replace").decode(encoding, "replace")
-    except LookupError:
-        return text.encode("ascii", "replace").decode("ascii")
-
-
-# --------------------------------------------------------------------------- moved names
-
-#: Names that moved to their own modules (the composer, the backends, the desktop notifier);
-#: still importable from here so existing imports keep working.
-_MOVED = {
-    "Notification": "trayagent.composer",
-    "NotificationComposer": "trayagent.composer",
-    "NotificationRules": "trayagent.composer",
-    "quiet_span": "trayagent.composer",
-    "NotificationError": "trayagent.notify_backends",
-    "NotificationBackend": "trayagent.notify_backends",
-    "NotifySendBackend": "trayagent.notify_backends",
-    "PlyerBackend": "trayagent.notify_backends",
-    "MissingBackend": "trayagent.notify_backends",
-    "choose_backend": "trayagent.notify_backends",
-    "DesktopNotifier": "trayagent.desktop_notifier",
-    "app_icon_path": "trayagent.desktop_notifier",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def make_notifier(kind: str, config: Any = None, stream: IO[str] | None = None, host: Any = None) -> Notifier:
+def make_notifier(kind: str, config: Config | None = None, stream: IO[str] | None = None,
+                  host: NotificationHost | None = None) -> Notifier:
     """Build the notifier for `run --notify KIND`: 'desktop', 'json' or 'none'.
 
     `host` (the Agent) runs notification buttons on its worker pool and tells when it last polled.
@@ -328,10 +137,10 @@ def make_notifier(kind: str, config: Any = None, stream: IO[str] | None = None, 
     if kind == "none":
         return NullNotifier()
     if kind == "desktop":
-        if not NotificationsConfig.from_config(config).enabled:
+        if config is not None and not config.notifications.enabled:
             log.info("desktop notifications disabled in config")
             return NullNotifier()
-        from trayagent.desktop_notifier import DesktopNotifier, app_icon_path
+        from trayagent.desktop.desktop_notifier import DesktopNotifier, app_icon_path
 
         return DesktopNotifier(config, icon_path=app_icon_path(), host=host)
     raise ValueError(f"unknown notifier kind {kind!r} (use desktop, json or none)")

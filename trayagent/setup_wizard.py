@@ -11,8 +11,11 @@ from __future__ import annotations
 import getpass
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import TYPE_CHECKING, Callable, Mapping, TextIO
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:  # config is imported when init needs it: `trayagent --help` stays quick
+    from trayagent.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +132,8 @@ class _Wizard:
     def probe(self, url: str) -> bool:
         """Reach slskd anonymously; return whether it wants authentication."""
         from trayagent.config import SlskdConfig
-        from trayagent.slskd import SlskdClient, SlskdError, SlskdUnreachable
+        from trayagent.slskd.client import SlskdClient
+        from trayagent.slskd.errors import SlskdError, SlskdUnreachable
 
         with SlskdClient(SlskdConfig(url=url, timeout=INIT_TIMEOUT)) as client:
             healthy = client.health()
@@ -150,7 +154,8 @@ class _Wizard:
     def verify(self, url: str, api_key: str) -> str:
         """Make an authenticated call; return slskd's version (or '') on success."""
         from trayagent.config import SlskdConfig
-        from trayagent.slskd import SlskdClient, SlskdError, SlskdUnauthorized, SlskdUnreachable
+        from trayagent.slskd.client import SlskdClient
+        from trayagent.slskd.errors import SlskdError, SlskdUnauthorized, SlskdUnreachable
 
         with SlskdClient(SlskdConfig(url=url, api_key=api_key, timeout=INIT_TIMEOUT)) as client:
             try:
@@ -175,8 +180,9 @@ class _Wizard:
 
     # ----------------------------------------------------------------- write
 
-    def build_config(self, url: str, api_key: str, force: bool) -> Any:
-        from trayagent.config import Config, ConfigError, SlskdConfig, load_config
+    def build_config(self, url: str, api_key: str, force: bool) -> Config:
+        from trayagent.config import Config, SlskdConfig, load_config
+        from trayagent.errors import ConfigError
 
         config = None
         if force and self.config_path.is_file():
@@ -192,8 +198,9 @@ class _Wizard:
         config.file_values = {}
         return config
 
-    def write(self, config: Any) -> Path:
-        from trayagent.config import ConfigError, save_config
+    def write(self, config: Config) -> Path:
+        from trayagent.config import save_config
+        from trayagent.errors import ConfigError
 
         try:
             return save_config(config, self.config_path)

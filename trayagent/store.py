@@ -23,17 +23,16 @@ from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from trayagent.config import make_private_dir
-from trayagent.errors import TrayagentError
-from trayagent.model import Event, Finished, Kind, iso, parse_time
-from trayagent.tracker import Changes, Rules, Tracked, Tracker
+from trayagent.paths import legacy_state_path, make_private_dir
+from trayagent.db import BUSY_TIMEOUT, connect, describe
+from trayagent.errors import StoreError
+from trayagent.core.model import Event, Finished, Kind, iso, parse_time
+from trayagent.core.tracker import Changes, Rules, Tracked, Tracker
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 HISTORY_LIMIT = 1000
-#: How long a write waits for another process's lock on the database before giving up.
-BUSY_TIMEOUT = 5.0
 #: How many issued actions (retries, cancels) are remembered; the oldest are forgotten first.
 ISSUED_LIMIT = 5000
 
@@ -59,30 +58,6 @@ CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, seq INTEGER NOT NUL
 """ + _ISSUED_TABLE + ";\n"
 
 
-class StoreError(TrayagentError):
-    """The state database cannot be opened, read or written; the message says why and what to do."""
-
-
-def describe(exc: BaseException, path: Path, doing: str) -> str:
-    """One line for the user about a failed database operation (sqlite's own words are terse)."""
-    text = str(exc) or type(exc).__name__
-    low = text.lower()
-    if "locked" in low or "busy" in low:
-        why = "another program holds a lock on it"
-    elif "full" in low:
-        why = "the disk is full; free some space (nothing is lost meanwhile)"
-    elif "i/o" in low:
-        why = "the disk refused the write (full, over a size limit, or failing); nothing is lost meanwhile"
-    elif "readonly" in low or "read-only" in low or "unable to open" in low or isinstance(exc, PermissionError):
-        why = f"it cannot be written ({text}): check that {path.parent} is writable"
-    elif "not a database" in low or "malformed" in low or "corrupt" in low or "no such table" in low \
-            or isinstance(exc, (ValueError, KeyError, TypeError)):
-        why = f"it is damaged ({text}): move it aside and trayagent starts afresh"
-    else:
-        why = text
-    return f"cannot {doing} the state database {path}: {why}"
-
-
 def _uri(path: Path, mode: str) -> str:
     return f"file:{quote(str(path))}?mode={mode}"
 
@@ -101,14 +76,7 @@ class Store:
                                            timeout=BUSY_TIMEOUT)
                 self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             else:
-                make_private_dir(self.path.parent)
-                fresh = not self.path.exists()
-                if fresh:  # create it private: it holds the user's download history
-                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                           timeout=BUSY_TIMEOUT)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db = connect(self.path, timeout=BUSY_TIMEOUT)
                 self._check_version()
                 self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
@@ -320,6 +288,14 @@ class Store:
             db.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
 
 
+def existing_state(path: Path) -> Path | None:
+    """The state database at `path`, or the one of an older version not yet taken over; None if neither."""
+    for found in (path, legacy_state_path()):
+        if found.exists():
+            return found
+    return None
+
+
 def open_store(path: Path, legacy: Path | None = None) -> Store:
     """The state database at `path`, taking over `legacy` (the pre-instance single file) if it is new."""
     if legacy is not None and legacy != path:
@@ -401,7 +377,7 @@ def note_issued_elsewhere(path: Path | str, action: str, transfer_ids: Iterable[
     """
     if not Path(path).is_file():
         return
-    db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    db = connect(Path(path), timeout=10.0)
     try:
         db.execute(_ISSUED_TABLE)
         db.execute("BEGIN IMMEDIATE")
@@ -410,8 +386,11 @@ def note_issued_elsewhere(path: Path | str, action: str, transfer_ids: Iterable[
     except sqlite3.Error as exc:
         raise StoreError(describe(exc, Path(path), "record actions in")) from exc
     finally:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the error above (or none) is the one to report; closing undoes the rest
         db.close()
 
 

@@ -7,52 +7,50 @@ import os
 import signal
 import threading
 from dataclasses import replace
-from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
+from functools import partial
+from typing import IO, Callable, Sequence
 
-from trayagent.playlist import PlaylistError, SkippedLine, load_playlists
-from trayagent.sync_report import SyncProgress, SyncReport, format_eta, progress_bar
-from trayagent.sync_store import SyncBusy
-
-if TYPE_CHECKING:
-    from trayagent.sync import SyncEngine
+from trayagent.config import Config
+from trayagent.errors import TrayagentError
+from trayagent.slskd.client import SlskdClient
+from trayagent.sync.engine import EngineTimings, SyncClient, SyncEngine
+from trayagent.sync.playlist import PlaylistError, SkippedLine, load_playlists
+from trayagent.sync.report import SyncProgress, SyncReport, format_eta, progress_bar
 
 
 def run_configured_sync(
-    config: Any,
+    config: Config,
     paths: Sequence[str | os.PathLike[str]] = (),
     progress_cb: Callable[[SyncProgress], None] | None = None,
     stop_event: threading.Event | None = None,
-    client: Any = None,
+    client: SyncClient | None = None,
 ) -> SyncReport:
     """The tray's "Sync playlists": the given (or configured) playlists, state in state_path.
 
     Raises PlaylistError for an unreadable playlist, SyncBusy when a sync already runs and
     ValueError when no playlist is given or configured. Meant for a background thread.
     """
-    from trayagent.sync import SyncEngine
-
-    chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
+    chosen = list(paths) or list(config.sync.playlists)
     if not chosen:
         raise ValueError("no playlists configured in [sync] playlists")
     skipped: list[SkippedLine] = []
     tracks = load_playlists(chosen, skipped)
     client, own_client = _client_for(config, client)
     try:
-        engine = SyncEngine(client, config.sync, config.state_path)
+        engine = SyncEngine(client, config.sync, config.state_path, timings=EngineTimings(rules=config.tracking))
         report = engine.run(tracks, progress_cb=progress_cb, stop_event=stop_event)
         return _with_skipped(report, skipped)
     finally:
-        if own_client:
-            client.close()
+        if own_client is not None:
+            own_client.close()
 
 
-def _client_for(config: Any, client: Any) -> tuple[Any, bool]:
-    """The given client, or a new SlskdClient for `[slskd]` (True: the caller closes it)."""
+def _client_for(config: Config, client: SyncClient | None) -> tuple[SyncClient, SlskdClient | None]:
+    """The given client, or a new SlskdClient for `[slskd]` (returned twice: the caller closes it)."""
     if client is not None:
-        return client, False
-    from trayagent.slskd import SlskdClient
-
-    return SlskdClient(config.slskd), True
+        return client, None
+    own = SlskdClient(config.slskd)
+    return own, own
 
 
 def _with_skipped(report: SyncReport, skipped: list[SkippedLine]) -> SyncReport:
@@ -95,13 +93,13 @@ def _write_text_report(report: SyncReport, out: IO[str]) -> None:
 
 
 def run_sync_command(
-    config: Any,
+    config: Config,
     paths: Sequence[str | os.PathLike[str]],
     json_out: bool,
     out: IO[str],
     err: IO[str],
     *,
-    client: Any = None,
+    client: SyncClient | None = None,
     engine_factory: Callable[..., SyncEngine] | None = None,
     stop_event: threading.Event | None = None,
     dry_run: bool = False,
@@ -113,9 +111,7 @@ def run_sync_command(
     --json). Ctrl-C stops cleanly: the state is saved and the next run resumes. --dry-run
     searches and ranks, shows the picks, and enqueues nothing.
     """
-    from trayagent.sync import SyncEngine
-
-    chosen = list(paths) or list(getattr(config.sync, "playlists", ()) or ())
+    chosen = list(paths) or list(config.sync.playlists)
     if not chosen:
         err.write("trayagent sync: no playlists given and none configured in [sync] playlists\n")
         return 2
@@ -126,7 +122,7 @@ def run_sync_command(
         err.write(f"trayagent sync: {exc}\n")
         return 2
     client, own_client = _client_for(config, client)
-    factory = engine_factory or SyncEngine
+    factory = engine_factory or partial(SyncEngine, timings=EngineTimings(rules=config.tracking))
     engine = factory(client, config.sync, config.state_path, **({"dry_run": True} if dry_run else {}))
     display = _Display(err)
     stop = stop_event or threading.Event()
@@ -135,14 +131,14 @@ def run_sync_command(
         previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         report = _with_skipped(engine.run(tracks, progress_cb=display.show, stop_event=stop), skipped)
-    except SyncBusy as exc:
+    except TrayagentError as exc:  # SyncBusy: another sync runs; or the lock/state file cannot be had
         err.write(f"trayagent sync: {exc}\n")
         return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        if own_client:
-            client.close()
+        if own_client is not None:
+            own_client.close()
         display.close()
     if json_out:
         out.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")

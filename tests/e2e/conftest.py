@@ -160,7 +160,7 @@ def browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
 @pytest.fixture
 def simulator() -> Iterator[Any]:
     """The in-process slskd simulator."""
-    from trayagent.simulator import Simulator
+    from trayagent.slskd.simulator import Simulator
 
     sim = Simulator(api_key=SIM_API_KEY)
     sim.start()

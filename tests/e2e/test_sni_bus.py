@@ -19,11 +19,11 @@ from jeepney import DBusAddress, MatchRule, Message, MessageType, Properties, me
 from jeepney import new_method_return
 from jeepney.io.threading import DBusRouter, open_dbus_connection
 
-from trayagent import tray as T
-from trayagent.icons import icon_key, tooltip
-from trayagent.model import AgentState
-from trayagent.sni import ITEM_INTERFACE, ITEM_PATH, MENU_PATH, SniTray
-from trayagent.traybackend import TrayView
+from trayagent.desktop import menu as T
+from trayagent.desktop.icons import icon_key, tooltip
+from trayagent.core.model import AgentState
+from trayagent.desktop.sni import ITEM_INTERFACE, ITEM_PATH, MENU_PATH, SniTray
+from trayagent.desktop.trayview import TrayView
 
 from .desktop import Desktop, DesktopError, wait_for
 

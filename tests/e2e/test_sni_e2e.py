@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from trayagent.icons import DISC
+from trayagent.desktop.icons import DISC
 
 from .conftest import AgentRun
 from .desktop import Desktop, Geometry, ProcessDied, WindowInfo, wait_for

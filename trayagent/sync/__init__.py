@@ -1,0 +1,1 @@
+"""Playlist sync: read a playlist, search once per track, rank, enqueue, and follow to the end."""
