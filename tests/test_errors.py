@@ -195,3 +195,19 @@ def test_config_readable_by_others_is_warned_through_logging(tmp_path: Path, sim
     log_file = tmp_path / "home" / "state" / "trayagent" / "log" / "trayagent.log"
     assert "readable by others" in log_file.read_text()
     assert API_KEY not in r.stderr + log_file.read_text()
+
+
+def test_every_error_the_user_reads_is_in_the_one_hierarchy() -> None:
+    """Issue 11.4: the CLI shows a TrayagentError's message as it is and exits with its code."""
+    from trayagent.desktop.autostart import AutostartError
+    from trayagent.errors import EXIT_FAIL, EXIT_USAGE, ConfigError, StoreError, TrayagentError
+    from trayagent.lock import AlreadyRunning, LockError
+    from trayagent.slskd.errors import SlskdError
+    from trayagent.sync.playlist import PlaylistError
+    from trayagent.sync.store import SyncBusy
+
+    codes = {cls: cls.exit_code for cls in (AutostartError, ConfigError, PlaylistError, StoreError, LockError,
+                                             AlreadyRunning, SlskdError, SyncBusy)}
+    assert all(issubclass(cls, TrayagentError) for cls in codes)
+    assert {cls for cls, code in codes.items() if code == EXIT_USAGE} == {AutostartError, ConfigError, PlaylistError}
+    assert codes[StoreError] == codes[SlskdError] == EXIT_FAIL

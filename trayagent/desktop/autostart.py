@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+from trayagent.errors import EXIT_USAGE, TrayagentError
 from trayagent.desktop.autostart_formats import desktop_entry, parse_exec, parse_windows_command, read_desktop_entry
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ DEFAULT_ARGS: tuple[str, ...] = ("run",)
 PathArg = str | os.PathLike[str] | None
 
 
-class AutostartError(Exception):
+class AutostartError(TrayagentError):
     """Autostart could not be changed; the message says what and where, in one line."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True, slots=True)

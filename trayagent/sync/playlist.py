@@ -19,6 +19,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Iterable
 from urllib.parse import unquote
 
+from trayagent.errors import EXIT_USAGE, TrayagentError
 from trayagent.sync.titles import key_of, normalise
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ _DURATION_HEADERS = ("duration (ms)", "duration_ms", "duration ms", "track durat
                      "duration", "length", "time", "duration (s)", "track duration")
 
 
-class PlaylistError(Exception):
-    """A playlist that cannot be read at all (missing, a directory, unreadable)."""
+class PlaylistError(TrayagentError):
+    """A playlist that cannot be read at all (missing, a directory, unreadable): the user must fix the path."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True, slots=True)
