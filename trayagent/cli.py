@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the commands import these lazily: `trayagent --help` stays 
     from trayagent.agent import Agent
     from trayagent.config import Config
     from trayagent.lock import InstanceLock
-    from trayagent.core.notifier import Notifier
+    from trayagent.desktop.tray import PauseTarget
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", type=Path, metavar="PATH", help="config file (default: the user config dir)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
 
@@ -147,7 +147,7 @@ def _wait_for_signal(stop: threading.Event, timeout: float | None = None) -> Non
 
 
 def _notifiers_for(args: argparse.Namespace, config: Config, agent: Agent, console: bool = False,
-                   with_desktop: bool = True) -> Notifier | None:
+                   with_desktop: bool = True) -> PauseTarget | None:
     """Attach the event sinks; returns the desktop notifier (the tray pauses it), if any."""
     from trayagent import notify
 
@@ -156,15 +156,17 @@ def _notifiers_for(args: argparse.Namespace, config: Config, agent: Agent, conso
     elif console:
         agent.add_notifier(notify.ConsoleNotifier(sys.stdout))
     if with_desktop and config.notifications.enabled and not getattr(args, "no_notify", False):
+        from trayagent.desktop.desktop_notifier import DesktopNotifier
+
         desktop = notify.make_notifier("desktop", config, host=agent)
         agent.add_notifier(desktop)
-        return desktop
+        return desktop if isinstance(desktop, DesktopNotifier) else None
     return None
 
 
 def _run_agent(agent: Agent, config: Config, headless: bool, stop: threading.Event,
                timeout: float | None = None, until: Callable[[], bool] | None = None,
-               notifier: Notifier | None = None) -> int:
+               notifier: PauseTarget | None = None) -> int:
     if headless:
         agent.start()
         try:

@@ -15,9 +15,12 @@ import math
 import tomllib
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, TypeVar, cast, get_type_hints
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, TypeVar, cast, get_type_hints
 
 from trayagent.errors import ConfigError, one_line
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MASK = "***"
 #: Upper bounds of the config's numbers, in seconds unless the key says otherwise.
@@ -26,7 +29,7 @@ WEEK, YEAR = 7 * DAY, 365 * DAY
 _SPANS = ((YEAR, "a year"), (WEEK, "a week"), (DAY, "a day"), (HOUR, "an hour"))
 
 T = TypeVar("T")
-S = TypeVar("S")
+S = TypeVar("S", bound="DataclassInstance")  # a settings section: a dataclass
 #: A value as TOML holds it (tuples become lists on the way out).
 TomlValue = str | int | float | bool | list[str]
 TomlTable = dict[str, TomlValue]

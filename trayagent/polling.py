@@ -131,7 +131,7 @@ class Poller:
         if fetched is None or fetched[1] is None:
             return fetched  # failed, or no peer's list answered and the whole list was built
         got, covered = fetched
-        got.recorded_ids.extend(listed.recorded_ids)  # type: ignore[union-attr] - a list from _fetch_peers
+        got.recorded_ids = [*got.recorded_ids, *listed.recorded_ids]
         got.by_id = True
         return got, covered
 

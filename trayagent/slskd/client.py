@@ -152,7 +152,7 @@ class SlskdClient(SlskdConnection):
         the whole request (500) when one (filename, size) is listed twice.
         """
         segment = _user_segment(username)
-        body = []
+        body: list[dict[str, str | int]] = []
         for item in files:
             try:
                 filename, size = item
@@ -260,7 +260,7 @@ class SlskdClient(SlskdConnection):
         if not isinstance(text, str) or not text.strip():
             raise SlskdInvalidArgument("search text must not be empty")
         sid = _guid(search_id, "search id") if search_id is not None else str(uuid.uuid4())
-        payload = {"id": sid, "searchText": text, "searchTimeout": int(timeout_ms)}
+        payload: dict[str, str | int] = {"id": sid, "searchText": text, "searchTimeout": int(timeout_ms)}
         path = f"{API}/searches"
         resp = self._request("POST", path, json_body=payload)
         if not resp.content.strip():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Mapping, Self, TypedDict, Unpack
+from typing import Any, Mapping, Self, Sequence, TypedDict, Unpack
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -38,11 +38,15 @@ CONNECT_TIMEOUT_CAP = 5.0
 _insecure_warned = False
 
 
+#: What we send slskd as a JSON body: JSON built of plain values (read back as `JSON`).
+RequestBody = None | bool | int | float | str | Sequence["RequestBody"] | Mapping[str, "RequestBody"]
+
+
 class Exchange(TypedDict, total=False):
     """What one request carries besides its method, path and credentials."""
 
     params: Mapping[str, str] | None
-    json_body: JSON
+    json_body: RequestBody
     stream: bool  # True leaves the body unread (see SlskdConnection._get_whole)
     timeout: tuple[float, float] | None  # (connect, read); None: [slskd] timeout
 

@@ -74,6 +74,8 @@ class EngineTimings:
 class SyncEngine(TransferFollower):
     """Runs a sync over wanted tracks. Not thread-safe: one `run` at a time per instance."""
 
+    t: EngineTimings
+
     def __init__(
         self,
         client: SyncClient,

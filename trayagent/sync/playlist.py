@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -361,7 +362,7 @@ def parse_playlist_text(
     return parse_text(text, source, skipped)
 
 
-def parse_playlist(path: str | Path, skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
+def parse_playlist(path: str | os.PathLike[str], skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """Read one playlist file; raises PlaylistError only when the file cannot be read."""
     p = Path(path).expanduser()
     try:
@@ -379,7 +380,7 @@ def parse_playlist(path: str | Path, skipped: list[SkippedLine] | None = None) -
     return tracks
 
 
-def load_playlists(paths: Iterable[str | Path], skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
+def load_playlists(paths: Iterable[str | os.PathLike[str]], skipped: list[SkippedLine] | None = None) -> list[WantedTrack]:
     """Every track of every playlist, first occurrence wins, in playlist order."""
     seen: set[str] = set()
     out: list[WantedTrack] = []

@@ -58,6 +58,10 @@ class TrackResult:
         return f"{words}: {label}" + (f" ({self.reason})" if self.reason else "")
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def track_result(state: TrackState, tried: list[tuple[str, str, str]]) -> TrackResult:
     """A track's state in the report's words; `tried` is (username, filename, outcome), oldest first."""
     user, name = (tried[-1][0], tried[-1][1]) if tried else (None, None)
@@ -65,7 +69,8 @@ def track_result(state: TrackState, tried: list[tuple[str, str, str]]) -> TrackR
         status = "skipped"
     elif state.status == PICKED:
         status = "picked"
-        user, name = (state.pick or {}).get("username"), (state.pick or {}).get("filename")
+        pick = state.pick or {}
+        user, name = _text(pick.get("username")), _text(pick.get("filename"))
     elif state.status in (ACTIVE, ENQUEUING):
         status = "queued"
     elif state.status == PENDING and state.searches == 0 and not tried:

@@ -49,7 +49,9 @@ class TransferFollower:
     _listing: list[Transfer] | None
 
     # Supplied by the engine.
-    store: SyncStore
+    @property
+    def store(self) -> SyncStore:
+        raise NotImplementedError  # the engine's store, open while it runs
     _call: SlskdCall
     _attempt_failed: Callable[[TrackState, str], None]
     _succeeded: Callable[[TrackState], None]
