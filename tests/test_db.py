@@ -79,9 +79,8 @@ def test_an_unopenable_place_is_a_store_error_naming_the_file(tmp_path: Path) ->
 def test_sync_tables_from_a_newer_trayagent_are_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     SyncStore(path).close()
-    db = sqlite3.connect(path)
+    db = sqlite3.connect(path, isolation_level=None)  # autocommit
     db.execute("UPDATE sync_meta SET v='99' WHERE k='schema'")
-    db.commit()
     db.close()
     with pytest.raises(StoreError) as caught:
         SyncStore(path)
